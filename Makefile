@@ -1,0 +1,63 @@
+# Set-up, build and checks for gst-talkinghead. `make demo` and `make test` install whatever is
+# missing first (Debian packages, the Python tools' virtualenv), so each works on a fresh machine.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := demo
+
+APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
+	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
+	gstreamer1.0-plugins-base-apps libturbojpeg0-dev python3-venv ffmpeg
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+VENV := .venv
+PLUGIN := target/release/libgsttalkinghead.so
+# Our own registry, so a stale or blacklisted entry from another build can never hide the plugin.
+export GST_PLUGIN_PATH := $(CURDIR)/target/release
+export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
+
+.PHONY: demo test deps build lint clean
+
+demo: deps build
+	@mkdir -p out
+	@pipelines/file-to-mp4.sh models/demo/speech.wav out/demo.mp4
+	@echo "Wrote $(CURDIR)/out/demo.mp4"
+
+test: deps build
+	cargo test --release --quiet
+	$(MAKE) --no-print-directory lint
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --release --quiet --all-targets -- -D warnings
+
+build: $(PLUGIN)
+
+$(PLUGIN): Cargo.toml Cargo.lock build.rs $(shell find src models/demo -type f 2>/dev/null)
+	cargo build --release --quiet
+	@touch $@
+
+deps: target/.apt-done $(VENV)/.done
+
+target/.apt-done: Makefile
+	@command -v cargo >/dev/null || { echo "cargo is missing: install Rust (https://rustup.rs)"; exit 1; }
+	@missing=""; for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@mkdir -p target && touch $@
+
+$(VENV)/.done: requirements.txt target/.apt-done
+	@echo "Setting up the Python virtualenv in $(VENV)"
+	@python3 -m venv $(VENV)
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+clean:
+	cargo clean
+	rm -rf out $(VENV)

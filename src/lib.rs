@@ -1,0 +1,22 @@
+//! gst-talkinghead: a GStreamer element that turns speech into lip-synced video of an avatar.
+
+pub mod avatar;
+mod talkinghead;
+
+pub use talkinghead::clock;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
+    talkinghead::register(plugin)
+}
+
+gst::plugin_define!(
+    talkinghead,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MPL",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

@@ -1,0 +1,129 @@
+//! Shared set-up for the integration tests: the plugin registered from this build.
+#![allow(dead_code)]
+
+use std::sync::Once;
+
+pub const AUDIO_CAPS: &str = "audio/x-raw,format=S16LE,rate=16000,channels=1,layout=interleaved";
+pub const SAMPLE_RATE: u64 = 16_000;
+pub const FRAME_NS: u64 = 40_000_000;
+
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gsttalkinghead::plugin_register_static().expect("registering the talkinghead plugin");
+    });
+}
+
+/// A buffer of `samples` S16LE samples starting at sample `offset` of the stream.
+pub fn audio_buffer(offset: u64, samples: u64) -> gst::Buffer {
+    let mut buffer = gst::Buffer::with_size(2 * samples as usize).unwrap();
+    {
+        let buffer = buffer.get_mut().unwrap();
+        buffer.set_pts(gst::ClockTime::from_nseconds(
+            offset * 1_000_000_000 / SAMPLE_RATE,
+        ));
+        buffer.set_duration(gst::ClockTime::from_nseconds(
+            samples * 1_000_000_000 / SAMPLE_RATE,
+        ));
+    }
+    buffer
+}
+
+/// Runs `pipeline` to EOS and returns the first error message, if any.
+pub fn run_to_end(pipeline: &gst::Pipeline) -> Result<(), String> {
+    use gst::prelude::*;
+
+    let bus = pipeline.bus().unwrap();
+    let result = match pipeline.set_state(gst::State::Playing) {
+        Err(_) => Err(first_error(&bus).unwrap_or_else(|| "state change failed".into())),
+        Ok(_) => loop {
+            let message = bus
+                .timed_pop_filtered(
+                    gst::ClockTime::from_seconds(120),
+                    &[gst::MessageType::Eos, gst::MessageType::Error],
+                )
+                .expect("pipeline neither finished nor failed within 120 s");
+            match message.view() {
+                gst::MessageView::Eos(_) => break Ok(()),
+                gst::MessageView::Error(err) => break Err(err.error().to_string()),
+                _ => unreachable!(),
+            }
+        },
+    };
+    pipeline.set_state(gst::State::Null).unwrap();
+    result
+}
+
+pub fn first_error(bus: &gst::Bus) -> Option<String> {
+    bus.iter_timed_filtered(gst::ClockTime::ZERO, &[gst::MessageType::Error])
+        .find_map(|message| match message.view() {
+            gst::MessageView::Error(err) => Some(err.error().to_string()),
+            _ => None,
+        })
+}
+
+/// Writes a small avatar in a fresh folder under the system temp dir: `count` frames of
+/// `width`×`height`, each a gradient with its own bright square so frames tell apart, and
+/// landmarks that put the crop box in the middle. `first_image` is 0 (SyncTalk_2D) or 1
+/// (digital-clone). `noise` adds texture, to make JPEGs as large as camera frames.
+pub fn make_avatar(
+    name: &str,
+    count: usize,
+    (width, height): (usize, usize),
+    first_image: usize,
+    noise: u8,
+) -> std::path::PathBuf {
+    let root = std::env::temp_dir().join(format!("talkinghead-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("full_body_img")).unwrap();
+    std::fs::create_dir_all(root.join("landmarks")).unwrap();
+    let mut compressor = turbojpeg::Compressor::new().unwrap();
+    compressor.set_quality(90);
+    let mut seed = 0x2545_f491_u32;
+    for n in 0..count {
+        let mut pixels = vec![0u8; width * height * 3];
+        for y in 0..height {
+            for x in 0..width {
+                let i = 3 * (y * width + x);
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let jitter = if noise > 0 {
+                    (seed >> 24) as u8 % noise
+                } else {
+                    0
+                };
+                pixels[i] = ((x * 255) / width) as u8 ^ jitter;
+                pixels[i + 1] = ((y * 255) / height) as u8 ^ jitter;
+                pixels[i + 2] = 96;
+            }
+        }
+        let side = 16;
+        let (sx, sy) = (8 + (n * 12) % (width - side - 8), 8);
+        for y in sy..sy + side {
+            for x in sx..sx + side {
+                pixels[3 * (y * width + x)..][..3].copy_from_slice(&[255, 255, 255]);
+            }
+        }
+        let image = turbojpeg::Image {
+            pixels: pixels.as_slice(),
+            width,
+            pitch: 3 * width,
+            height,
+            format: turbojpeg::PixelFormat::BGR,
+        };
+        let jpeg = compressor.compress_to_vec(image).unwrap();
+        std::fs::write(
+            root.join(format!("full_body_img/{}.jpg", n + first_image)),
+            jpeg,
+        )
+        .unwrap();
+
+        let mut points = vec![(width / 2, height / 2); 110];
+        points[1] = (width * 2 / 5, height / 3);
+        points[31] = (width * 3 / 5, height / 3);
+        points[52] = (width / 2, height / 3);
+        let text: String = points.iter().map(|(x, y)| format!("{x} {y}\n")).collect();
+        std::fs::write(root.join(format!("landmarks/{n}.lms")), text).unwrap();
+    }
+    root
+}

@@ -1,0 +1,184 @@
+//! The frame grid seen from the element's pads: counts, timestamps, EOS and flushing.
+
+mod common;
+
+use common::{AUDIO_CAPS, FRAME_NS, SAMPLE_RATE, audio_buffer, init};
+use gst::prelude::*;
+use gst_check::Harness;
+
+fn harness() -> Harness {
+    init();
+    let mut h = Harness::new("talkinghead");
+    h.set_src_caps_str(AUDIO_CAPS);
+    h
+}
+
+/// Pulls every buffer up to EOS.
+fn pull_all(h: &mut Harness) -> Vec<gst::Buffer> {
+    let mut buffers = Vec::new();
+    while let Some(buffer) = h.pull_until_eos().expect("EOS within the harness timeout") {
+        buffers.push(buffer);
+    }
+    buffers
+}
+
+fn push_audio(h: &mut Harness, start: u64, total: u64, per_buffer: u64) {
+    let mut offset = 0;
+    while offset < total {
+        let samples = per_buffer.min(total - offset);
+        h.push(audio_buffer(start + offset, samples)).unwrap();
+        offset += samples;
+    }
+}
+
+fn assert_frame_grid(buffers: &[gst::Buffer], first_pts: u64) {
+    for (n, buffer) in buffers.iter().enumerate() {
+        let n = n as u64;
+        assert_eq!(
+            buffer.pts().unwrap().nseconds(),
+            first_pts + n * FRAME_NS,
+            "frame {n}"
+        );
+        assert_eq!(buffer.duration().unwrap().nseconds(), FRAME_NS, "frame {n}");
+        assert_eq!(buffer.offset(), n);
+    }
+}
+
+#[test]
+fn ten_seconds_make_250_frames_whatever_the_buffer_size() {
+    for per_buffer in [160, 441, 1024, 16_000] {
+        let mut h = harness();
+        push_audio(&mut h, 0, 10 * SAMPLE_RATE, per_buffer);
+        assert!(h.push_event(gst::event::Eos::new()));
+        let buffers = pull_all(&mut h);
+        assert_eq!(buffers.len(), 250, "buffers of {per_buffer} samples");
+        assert_frame_grid(&buffers, 0);
+        assert!(buffers[0].flags().contains(gst::BufferFlags::DISCONT));
+    }
+}
+
+#[test]
+fn a_partial_last_frame_still_counts() {
+    let mut h = harness();
+    push_audio(&mut h, 0, 641, 641);
+    assert!(h.push_event(gst::event::Eos::new()));
+    assert_eq!(pull_all(&mut h).len(), 2);
+}
+
+#[test]
+fn frames_follow_the_first_audio_timestamp() {
+    let mut h = harness();
+    let start = 3 * SAMPLE_RATE + 17;
+    push_audio(&mut h, start, 2 * SAMPLE_RATE, 1000);
+    assert!(h.push_event(gst::event::Eos::new()));
+    let buffers = pull_all(&mut h);
+    assert_eq!(buffers.len(), 50);
+    assert_frame_grid(&buffers, start * 1_000_000_000 / SAMPLE_RATE);
+}
+
+#[test]
+fn no_audio_makes_no_frames_and_a_clean_eos() {
+    let mut h = harness();
+    assert!(h.push_event(gst::event::Eos::new()));
+    assert!(pull_all(&mut h).is_empty());
+    let mut saw_eos = false;
+    while let Some(event) = h.try_pull_event() {
+        saw_eos |= event.type_() == gst::EventType::Eos;
+    }
+    assert!(saw_eos);
+}
+
+#[test]
+fn a_gap_is_filled_with_frames() {
+    let mut h = harness();
+    push_audio(&mut h, 0, SAMPLE_RATE, 1600);
+    assert!(
+        h.push_event(
+            gst::event::Gap::builder(gst::ClockTime::SECOND)
+                .duration(gst::ClockTime::SECOND)
+                .build()
+        )
+    );
+    push_audio(&mut h, 2 * SAMPLE_RATE, SAMPLE_RATE, 1600);
+    assert!(h.push_event(gst::event::Eos::new()));
+    let buffers = pull_all(&mut h);
+    assert_eq!(buffers.len(), 75);
+    assert_frame_grid(&buffers, 0);
+}
+
+#[test]
+fn a_flush_drops_queued_frames_and_restarts_the_grid() {
+    let mut h = harness();
+    // Every push downstream now waits for a pull, so frames pile up in the element.
+    h.set_blocking_push_mode();
+    push_audio(&mut h, 0, 8 * 640, 8 * 640);
+
+    let sinkpad = h.element().unwrap().static_pad("sink").unwrap();
+    let flush = std::thread::spawn(move || sinkpad.send_event(gst::event::FlushStart::new()));
+    let mut before_flush = 0;
+    while !flush.is_finished() {
+        if h.try_pull().is_some() {
+            before_flush += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(flush.join().unwrap());
+    assert!(
+        before_flush < 8,
+        "all {before_flush} queued frames went out despite the flush"
+    );
+
+    assert!(h.push_event(gst::event::FlushStop::new(true)));
+    let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+    segment.set_start(gst::ClockTime::from_seconds(10));
+    segment.set_time(gst::ClockTime::from_seconds(10));
+    assert!(h.push_event(gst::event::Segment::new(&segment)));
+    push_audio(&mut h, 10 * SAMPLE_RATE, 5 * 640, 640);
+    assert!(h.push_event(gst::event::Eos::new()));
+
+    let mut after = Vec::new();
+    loop {
+        // In blocking mode each push waits for its pull, so pull one by one up to EOS.
+        match h.try_pull() {
+            Some(buffer) => after.push(buffer),
+            None if h.events_in_queue() > 0 && pull_until_eos_seen(&mut h) => break,
+            None => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+    assert_eq!(after.len(), 5, "frames after the flush: {after:?}");
+    assert_frame_grid(&after, 10_000_000_000);
+    assert!(after[0].flags().contains(gst::BufferFlags::DISCONT));
+}
+
+fn pull_until_eos_seen(h: &mut Harness) -> bool {
+    let mut eos = false;
+    while let Some(event) = h.try_pull_event() {
+        eos |= event.type_() == gst::EventType::Eos;
+    }
+    eos
+}
+
+#[test]
+fn upstream_latency_passes_through_when_not_live() {
+    let mut h = harness();
+    h.set_upstream_latency(gst::ClockTime::from_mseconds(30));
+    let mut query = gst::query::Latency::new();
+    assert!(
+        h.element()
+            .unwrap()
+            .static_pad("src")
+            .unwrap()
+            .query(&mut query)
+    );
+    let (live, min, _) = query.result();
+    assert!(!live);
+    assert_eq!(min, gst::ClockTime::from_mseconds(30));
+}
+
+#[test]
+fn live_latency_adds_one_frame_of_rendering() {
+    let mut h = harness();
+    h.set_live(true);
+    h.set_upstream_latency(gst::ClockTime::from_mseconds(30));
+    assert_eq!(h.query_latency(), Some(gst::ClockTime::from_mseconds(70)));
+}

@@ -12,7 +12,6 @@ APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 VENV := .venv
-PLUGIN := target/release/libgsttalkinghead.so
 # Our own registry, so a stale or blacklisted entry from another build can never hide the plugin.
 export GST_PLUGIN_PATH := $(CURDIR)/target/release
 export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
@@ -25,18 +24,15 @@ demo: deps build
 	@echo "Wrote $(CURDIR)/out/demo.mp4"
 
 test: deps build
-	cargo test --release --quiet
+	G_DEBUG=fatal_warnings cargo test --release --quiet
 	$(MAKE) --no-print-directory lint
 
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --release --quiet --all-targets -- -D warnings
 
-build: $(PLUGIN)
-
-$(PLUGIN): Cargo.toml Cargo.lock build.rs $(shell find src models/demo -type f 2>/dev/null)
-	cargo build --release --quiet
-	@touch $@
+build:
+	@cargo build --release --quiet
 
 deps: target/.apt-done $(VENV)/.done
 
@@ -52,7 +48,7 @@ target/.apt-done: Makefile
 	fi
 	@mkdir -p target && touch $@
 
-$(VENV)/.done: requirements.txt target/.apt-done
+$(VENV)/.done: requirements.txt | target/.apt-done
 	@echo "Setting up the Python virtualenv in $(VENV)"
 	@python3 -m venv $(VENV)
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt

@@ -1,6 +1,8 @@
 //! gst-talkinghead: a GStreamer element that turns speech into lip-synced video of an avatar.
 
+pub mod audio;
 pub mod avatar;
+pub mod compose;
 mod talkinghead;
 
 pub use talkinghead::clock;

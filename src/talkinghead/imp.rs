@@ -293,8 +293,19 @@ impl TalkingHead {
                 forwarded
             }
             EventView::FlushStop(_) => {
-                self.state.lock().unwrap().restart();
-                self.output.lock().unwrap().reset(false);
+                let has_caps = {
+                    let mut state = self.state.lock().unwrap();
+                    state.restart();
+                    state.bytes_per_sample.is_some()
+                };
+                {
+                    // A negotiation cut short by the flush left no caps on the source pad.
+                    let mut output = self.output.lock().unwrap();
+                    output.reset(false);
+                    if has_caps {
+                        output.items.push_back(Item::Negotiate);
+                    }
+                }
                 let forwarded = self.srcpad.push_event(event);
                 forwarded && self.start_task().is_ok()
             }
@@ -503,7 +514,13 @@ impl TalkingHead {
         })?;
         gst::debug!(CAT, imp = self, "Negotiated {caps}");
         if !self.srcpad.push_event(gst::event::Caps::new(&caps)) {
-            return Err(gst::FlowError::NotNegotiated);
+            return Err(
+                if self.srcpad.pad_flags().contains(gst::PadFlags::FLUSHING) {
+                    gst::FlowError::Flushing
+                } else {
+                    gst::FlowError::NotNegotiated
+                },
+            );
         }
         let pool = self.decide_allocation(&caps, &out_info)?;
 

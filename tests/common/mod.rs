@@ -37,7 +37,7 @@ pub fn run_to_end(pipeline: &gst::Pipeline) -> Result<(), String> {
     let bus = pipeline.bus().unwrap();
     let result = match pipeline.set_state(gst::State::Playing) {
         Err(_) => Err(first_error(&bus).unwrap_or_else(|| "state change failed".into())),
-        Ok(_) => loop {
+        Ok(_) => {
             let message = bus
                 .timed_pop_filtered(
                     gst::ClockTime::from_seconds(120),
@@ -45,11 +45,10 @@ pub fn run_to_end(pipeline: &gst::Pipeline) -> Result<(), String> {
                 )
                 .expect("pipeline neither finished nor failed within 120 s");
             match message.view() {
-                gst::MessageView::Eos(_) => break Ok(()),
-                gst::MessageView::Error(err) => break Err(err.error().to_string()),
-                _ => unreachable!(),
+                gst::MessageView::Error(err) => Err(err.error().to_string()),
+                _ => Ok(()),
             }
-        },
+        }
     };
     pipeline.set_state(gst::State::Null).unwrap();
     result

@@ -3,6 +3,8 @@
 pub mod audio;
 pub mod avatar;
 pub mod compose;
+pub mod inference;
+pub mod synth;
 mod talkinghead;
 
 pub use talkinghead::clock;

@@ -5,58 +5,26 @@ mod common;
 
 use std::path::Path;
 
-use common::{first_error, init, make_avatar, run_to_end};
+use common::{collect_bgr, first_error, init, make_avatar};
 use gst::prelude::*;
-use gst_video::prelude::*;
 use gsttalkinghead::avatar::{self, Avatar, JpegDecoder, Source};
 
 /// Renders `frames` frames of silence as BGR and returns them, tightly packed.
 fn render_bgr(avatar: Option<&Path>, start_frame: u32, frames: u32) -> Vec<Vec<u8>> {
-    init();
-    let pipeline = gst::parse::launch(&format!(
+    let launch = format!(
         "audiotestsrc wave=silence num-buffers={frames} samplesperbuffer=640 ! \
          audio/x-raw,rate=16000,channels=1,format=F32LE ! talkinghead name=head start-frame={start_frame} ! \
          video/x-raw,format=BGR ! appsink name=sink sync=false"
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    if let Some(path) = avatar {
-        pipeline
-            .by_name("head")
-            .unwrap()
-            .set_property("avatar", path.to_str().unwrap());
-    }
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    let collected = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let store = collected.clone();
-    sink.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |sink| {
-                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
-                let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(
-                    sample.buffer().unwrap(),
-                    &info,
-                )
-                .unwrap();
-                let stride = frame.plane_stride()[0] as usize;
-                let row = 3 * info.width() as usize;
-                let data = frame.plane_data(0).unwrap();
-                let packed: Vec<u8> = (0..info.height() as usize)
-                    .flat_map(|y| data[y * stride..y * stride + row].iter().copied())
-                    .collect();
-                store.lock().unwrap().push(packed);
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
     );
-    run_to_end(&pipeline).unwrap();
-    std::mem::take(&mut *collected.lock().unwrap())
+    collect_bgr(&launch, |pipeline| {
+        if let Some(path) = avatar {
+            pipeline
+                .by_name("head")
+                .unwrap()
+                .set_property("avatar", path.to_str().unwrap());
+        }
+    })
+    .frames
 }
 
 fn decoded_templates(avatar: &Avatar) -> Vec<Vec<u8>> {

@@ -43,10 +43,27 @@ Files written into --out (default models/test/):
   same file for every name set.  All variants share the same weights, so they
   compute the same numbers.
 
+With --broken KIND (repeatable, or "all") the script writes, instead of the
+pair above (unless --all is given too), models that break the contract in one
+way each, for the loaders' error tests:
+    broken_<kind>.onnx
+  input-name            encoder whose input is "spectrogram" and which has a
+                        second output "emb_mean" (so no single-input fallback)
+  input-dims            encoder input "mel" [batch,1,80,32] (sliced to 16 inside)
+  float16, float64      encoder input "mel" of that type (cast to float inside)
+  output-dims           encoder output "emb" [batch,256]
+  batch2                encoder with the batch fixed to 2
+  generator-audio-dims  generator input "audio" [batch,32,16,32]
+  generator-unnamed     NOT broken: a generator whose tensors carry names no
+                        consumer knows ("a.1" audio first, "x.1" image, "y"),
+                        so only the channel counts (32 vs 6) tell them apart
+  Every broken model is still a valid ONNX graph that onnxruntime can load.
+
 Opset 17, IR version 9 (loads in onnxruntime >= 1.15).
 
 Usage:  python3 tools/make_test_models.py [--out DIR] [--fixed-batch]
             [--names synctalk|dc|wct|coreml] [--all] [--no-check]
+            [--broken KIND|all ...]
 """
 
 import argparse
@@ -201,6 +218,94 @@ def write_variant(out_dir, names_key, fixed_batch):
     return written
 
 
+def _reroute_input(model, name, elem_type, dims, adapt):
+    """Give graph input `name` a new type/shape; `adapt(raw, out)` returns the
+    nodes that turn the new input `raw` back into what the graph consumed."""
+    graph = model.graph
+    inner = name + "_adapted"
+    for node in graph.node:
+        node.input[:] = [inner if i == name else i for i in node.input]
+    index = next(i for i, v in enumerate(graph.input) if v.name == name)
+    graph.input[index].CopyFrom(helper.make_tensor_value_info(name, elem_type, dims))
+    for node in reversed(adapt(name, inner)):
+        graph.node.insert(0, node)
+
+
+def _reroute_output(model, name, dims, adapt):
+    """Like _reroute_input, for a float32 graph output."""
+    graph = model.graph
+    inner = name + "_raw"
+    for node in graph.node:
+        node.output[:] = [inner if o == name else o for o in node.output]
+    index = next(i for i, v in enumerate(graph.output) if v.name == name)
+    graph.output[index].CopyFrom(
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
+    graph.node.extend(adapt(inner, name))
+
+
+def _slice_last_axis(model, length):
+    """Returns adapt(raw, out) for _reroute_*: keep the first `length` entries
+    of the last axis, with the bounds stored as initializers in `model`."""
+    def adapt(raw, out):
+        bounds = []
+        for stem, value in (("starts", 0), ("ends", length), ("axes", -1)):
+            tensor = numpy_helper.from_array(np.array([value], np.int64), f"{out}_{stem}")
+            model.graph.initializer.append(tensor)
+            bounds.append(tensor.name)
+        return [helper.make_node("Slice", [raw] + bounds, [out], name=f"Slice_{out}")]
+    return adapt
+
+
+def _cast_to_float(raw, out):
+    return [helper.make_node("Cast", [raw], [out], name=f"Cast_{out}", to=TensorProto.FLOAT)]
+
+
+def build_broken(kind):
+    names = NAME_SETS["synctalk"]
+    if kind.startswith("generator-"):
+        if kind == "generator-unnamed":
+            odd = dict(names, input="x.1", audio="a.1", output="y")
+            return build_generator(odd, False, True)
+        model = build_generator(names, False, False)
+        _reroute_input(model, "audio", TensorProto.FLOAT, ["batch", 32, 16, 32],
+                       _slice_last_axis(model, 16))
+        return model
+
+    if kind == "input-name":
+        model = build_encoder(dict(names, mel="spectrogram"), False)
+        model.graph.node.append(helper.make_node("ReduceMean", ["emb"], ["emb_mean"],
+                                                 name="ReduceMean_emb_mean",
+                                                 axes=[1], keepdims=1))
+        model.graph.output.append(
+            helper.make_tensor_value_info("emb_mean", TensorProto.FLOAT, ["batch", 1]))
+        return model
+    model = build_encoder(names, False)
+    if kind == "input-dims":
+        _reroute_input(model, "mel", TensorProto.FLOAT, ["batch", 1, 80, 32],
+                       _slice_last_axis(model, 16))
+    elif kind in ("float16", "float64"):
+        elem = TensorProto.FLOAT16 if kind == "float16" else TensorProto.DOUBLE
+        _reroute_input(model, "mel", elem, ["batch", 1, 80, 16], _cast_to_float)
+    elif kind == "output-dims":
+        _reroute_output(model, "emb", ["batch", 256], _slice_last_axis(model, 256))
+    elif kind == "batch2":
+        for value in (model.graph.input[0], model.graph.output[0]):
+            value.type.tensor_type.shape.dim[0].dim_value = 2
+    return model
+
+
+BROKEN_KINDS = ("input-name", "input-dims", "float16", "float64", "output-dims", "batch2",
+                "generator-audio-dims", "generator-unnamed")
+
+
+def write_broken(out_dir, kind):
+    model = build_broken(kind)
+    onnx.checker.check_model(model, full_check=True)
+    path = os.path.join(out_dir, f"broken_{kind}.onnx")
+    onnx.save(model, path)
+    return path
+
+
 def _stats(name, x):
     return (f"{name} {list(x.shape)} min {x.min():.4f} max {x.max():.4f} "
             f"mean {x.mean():.4f} std {x.std():.4f}")
@@ -264,9 +369,19 @@ def main():
                     help="write every name set, each with dynamic and fixed batch")
     ap.add_argument("--no-check", action="store_true",
                     help="skip the onnxruntime self-check")
+    ap.add_argument("--broken", action="append", choices=BROKEN_KINDS + ("all",),
+                    metavar="KIND",
+                    help="write broken_<KIND>.onnx, a model that breaks the contract "
+                         "(see the module doc); repeatable; 'all' for every kind")
     args = ap.parse_args()
 
     os.makedirs(args.out, exist_ok=True)
+    broken = BROKEN_KINDS if "all" in (args.broken or []) else (args.broken or [])
+    for kind in broken:
+        path = write_broken(args.out, kind)
+        print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+    if broken and not args.all:
+        return
     variants = ([(n, fb) for n in NAME_SETS for fb in (False, True)] if args.all
                 else [(args.names, args.fixed_batch)])
     reported = set()

@@ -5,15 +5,18 @@
 //!     talkinghead ! videoconvert ! autovideosink
 //! ```
 //!
-//! The streaming thread only counts audio and queues the frames it completes; a task on the
-//! source pad renders them (decode the template, convert into a pooled buffer) and pushes them in
-//! order. Frame `n` carries the timestamp `origin + n × frame duration`, where `origin` is the
-//! timestamp of the stream's first audio, and exists once the first audio sample of its interval
-//! has arrived: a stream of `d` seconds makes exactly `ceil(d × 25)` frames.
+//! The streaming thread only counts audio and queues it, with the frames it completes, for a task
+//! on the source pad. The task computes the audio features, renders frames in batches (template,
+//! generator, paste, conversion into pooled buffers) and pushes them in order. Frame `n` carries
+//! the timestamp `origin + n × frame duration`, where `origin` is the timestamp of the stream's
+//! first audio; a stream of `d` seconds makes exactly `ceil(d × 25)` frames. With models, frame
+//! `n` is complete once the audio its feature window reads (about 0.45 s past its start) is in;
+//! without, once its first sample is.
 //!
-//! Lock order, where more than one is held: `settings` → `avatar` → `state` → `output`.
-//! `renderer` is taken only by the source pad task and never together with another lock. No lock
-//! is held across a push, and `output` is released while waiting on its condition variable.
+//! Lock order, where more than one is held: `settings` → `resources` → `state` → `output`.
+//! `renderer` is taken only by the source pad task (and by state changes while the task is
+//! stopped), never together with another lock. No lock is held across a push, and `output` is
+//! released while waiting on its condition variable.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -24,7 +27,11 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::clock::FrameClock;
-use crate::avatar::{self, Avatar, JpegDecoder, Source};
+use super::resources::{self, Models, Resources, Wanted};
+use crate::audio::features::samples_needed_for_frame;
+use crate::audio::stream::FeatureStream;
+use crate::avatar::Avatar;
+use crate::synth::{FrameRequest, FrameSynth};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -36,14 +43,18 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 const DEFAULT_AVATAR: Option<&str> = None;
 const DEFAULT_START_FRAME: u32 = 0;
+const DEFAULT_GENERATOR: Option<&str> = None;
+const DEFAULT_AUDIO_ENCODER: Option<&str> = None;
+const DEFAULT_ORT_LIBRARY: Option<&str> = None;
+const DEFAULT_BATCH_SIZE: u32 = 8;
 
 /// The audio rate the SyncTalk_2D mel front-end is defined at.
 const SAMPLE_RATE: u32 = 16_000;
 /// SyncTalk_2D avatars and their models are made at 25 frames per second.
 const FPS: gst::Fraction = gst::Fraction::from_integer(25);
-/// Frames queued between the streaming thread and the source pad task. Bounds memory, and makes
-/// upstream wait when rendering falls behind instead of buffering without limit.
-const MAX_QUEUED_FRAMES: usize = 8;
+/// Frames queued between the streaming thread and the source pad task, in batches. Bounds memory,
+/// and makes upstream wait when rendering falls behind instead of buffering without limit.
+const QUEUED_BATCHES: usize = 2;
 /// Output formats; the first is the one chosen when downstream accepts anything, and I420 is what
 /// encoders want (RGB into x264enc would give High 4:4:4).
 const VIDEO_FORMATS: [gst_video::VideoFormat; 8] = [
@@ -65,6 +76,10 @@ fn frame_clock() -> FrameClock {
 struct Settings {
     avatar: Option<String>,
     start_frame: u32,
+    generator: Option<String>,
+    audio_encoder: Option<String>,
+    ort_library: Option<String>,
+    batch_size: u32,
 }
 
 impl Default for Settings {
@@ -72,15 +87,38 @@ impl Default for Settings {
         Self {
             avatar: DEFAULT_AVATAR.map(String::from),
             start_frame: DEFAULT_START_FRAME,
+            generator: DEFAULT_GENERATOR.map(String::from),
+            audio_encoder: DEFAULT_AUDIO_ENCODER.map(String::from),
+            ort_library: DEFAULT_ORT_LIBRARY.map(String::from),
+            batch_size: DEFAULT_BATCH_SIZE,
         }
     }
+}
+
+impl Settings {
+    fn wanted(&self) -> Wanted {
+        Wanted {
+            avatar: self.avatar.as_ref().map(PathBuf::from),
+            generator: self.generator.as_ref().map(PathBuf::from),
+            audio_encoder: self.audio_encoder.as_ref().map(PathBuf::from),
+            ort_library: self.ort_library.as_ref().map(PathBuf::from),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SampleFormat {
+    S16,
+    F32,
 }
 
 /// The sink side of one stream: how much audio has arrived and how many frames it made.
 struct State {
     avatar: Option<Arc<Avatar>>,
     start_frame: u32,
-    bytes_per_sample: Option<usize>,
+    /// Frames wait for the audio their feature window reads (there are models).
+    look_ahead: bool,
+    format: Option<SampleFormat>,
     segment: gst::FormattedSegment<gst::ClockTime>,
     /// Timestamp of frame 0: the first audio buffer's, or the segment start.
     origin: Option<gst::ClockTime>,
@@ -90,11 +128,12 @@ struct State {
 }
 
 impl State {
-    fn new(avatar: Option<Arc<Avatar>>, start_frame: u32) -> Self {
+    fn new(avatar: Option<Arc<Avatar>>, start_frame: u32, look_ahead: bool) -> Self {
         Self {
             avatar,
             start_frame,
-            bytes_per_sample: None,
+            look_ahead,
+            format: None,
             segment: gst::FormattedSegment::new(),
             origin: None,
             samples: 0,
@@ -105,17 +144,26 @@ impl State {
     /// Restarts the frame grid, as after a flush; the negotiated format stays.
     fn restart(&mut self) {
         *self = Self {
-            bytes_per_sample: self.bytes_per_sample,
-            ..Self::new(self.avatar.take(), self.start_frame)
+            format: self.format,
+            ..Self::new(self.avatar.take(), self.start_frame, self.look_ahead)
         };
     }
 
-    /// The frames the audio so far completes, or all that remain when `at_eos`.
-    fn take_ready_frames(&mut self, clock: &FrameClock) -> Vec<Frame> {
+    /// The frames the audio so far completes, or at the end of the stream (`at_eos`) all the
+    /// audio started.
+    fn take_ready_frames(&mut self, clock: &FrameClock, at_eos: bool) -> Vec<Frame> {
         let (Some(avatar), Some(origin)) = (&self.avatar, self.origin) else {
             return Vec::new();
         };
-        let ready = clock.frames_started(self.samples);
+        let started = clock.frames_started(self.samples);
+        let mut ready = self.frames_queued;
+        while ready < started
+            && (at_eos
+                || !self.look_ahead
+                || samples_needed_for_frame(ready as usize) <= self.samples)
+        {
+            ready += 1;
+        }
         let frames = (self.frames_queued..ready)
             .map(|index| Frame {
                 index,
@@ -141,6 +189,13 @@ struct Frame {
 enum Item {
     /// Upstream caps arrived: negotiate the output before anything that follows.
     Negotiate,
+    /// A new stream starts after a flush: forget the audio of the old one.
+    Restart,
+    Audio(gst::Buffer, SampleFormat),
+    /// Samples of silence, for a GAP.
+    Silence(u64),
+    /// All the audio is in: the last frames' features become final.
+    EndOfAudio,
     Event(gst::Event),
     Frame(Frame),
 }
@@ -149,6 +204,7 @@ enum Item {
 struct Output {
     items: VecDeque<Item>,
     frames: usize,
+    max_frames: usize,
     flushing: bool,
     /// The last flow return downstream gave the task, handed back upstream by the chain.
     flow: Result<gst::FlowSuccess, gst::FlowError>,
@@ -166,11 +222,82 @@ impl Output {
     }
 }
 
-/// Everything the source pad task needs to make output buffers for the negotiated caps.
+/// Everything the source pad task needs to render frames; only the task touches it.
+#[derive(Default)]
 struct Renderer {
+    engine: Option<Engine>,
+    format: Option<OutputFormat>,
+}
+
+/// The per-stream rendering machinery, made when the element starts.
+struct Engine {
     avatar: Arc<Avatar>,
-    decoder: JpegDecoder,
-    /// The template being shown, decoded as the models see it (packed BGR).
+    models: Option<Arc<Mutex<Models>>>,
+    features: FeatureStream,
+    synth: FrameSynth,
+    /// Audio converted to f32, reused from buffer to buffer.
+    samples: Vec<f32>,
+}
+
+impl Engine {
+    fn push_audio(&mut self, buffer: &gst::BufferRef, format: SampleFormat) {
+        let Ok(map) = buffer.map_readable() else {
+            return;
+        };
+        self.samples.clear();
+        match format {
+            SampleFormat::S16 => self.samples.extend(
+                map.chunks_exact(2)
+                    .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0),
+            ),
+            SampleFormat::F32 => self.samples.extend(
+                map.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .map(|v| if v.is_finite() { v } else { 0.0 }),
+            ),
+        }
+        self.features.push(&self.samples);
+    }
+
+    fn push_silence(&mut self, mut samples: u64) {
+        const ZEROS: [f32; 1024] = [0.0; 1024];
+        while samples > 0 {
+            let n = samples.min(ZEROS.len() as u64) as usize;
+            self.features.push(&ZEROS[..n]);
+            samples -= n as u64;
+        }
+    }
+
+    /// Renders a batch into the synthesiser's slots.
+    fn render(&mut self, requests: &[FrameRequest]) -> Result<(), String> {
+        let Some(models) = &self.models else {
+            return self.synth.render_templates(&self.avatar, requests);
+        };
+        let mut models = models.lock().unwrap();
+        let Models { encoder, generator } = &mut *models;
+        self.features
+            .encode(|windows, outputs| encoder.run(windows, outputs))
+            .map_err(|err| err.to_string())?;
+        self.synth.render_speech(
+            &self.avatar,
+            requests,
+            &self.features,
+            |images, audio, output| {
+                generator
+                    .run(images, audio, output)
+                    .map_err(|err| err.to_string())
+            },
+        )?;
+        if let Some(last) = requests.last() {
+            self.features.release_before(last.frame + 1);
+        }
+        Ok(())
+    }
+}
+
+/// The negotiated output: caps, pool and the conversion from the engine's BGR frames.
+struct OutputFormat {
+    /// The frame being converted, as the engine renders it (packed BGR).
     bgr: gst::Buffer,
     bgr_info: gst_video::VideoInfo,
     out_info: gst_video::VideoInfo,
@@ -178,7 +305,7 @@ struct Renderer {
     pool: gst::BufferPool,
 }
 
-impl Drop for Renderer {
+impl Drop for OutputFormat {
     fn drop(&mut self) {
         let _ = self.pool.set_active(false);
     }
@@ -188,12 +315,12 @@ pub struct TalkingHead {
     sinkpad: gst::Pad,
     srcpad: gst::Pad,
     settings: Mutex<Settings>,
-    /// The avatar loaded for the current settings, with the settings it was loaded for.
-    avatar: Mutex<Option<(Option<String>, Arc<Avatar>)>>,
+    /// What the current settings load; reloaded when they change.
+    resources: Mutex<Option<Resources>>,
     state: Mutex<State>,
     output: Mutex<Output>,
     output_changed: Condvar,
-    renderer: Mutex<Option<Renderer>>,
+    renderer: Mutex<Renderer>,
 }
 
 impl TalkingHead {
@@ -202,15 +329,19 @@ impl TalkingHead {
         _pad: &gst::Pad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let frames = {
+        let (format, frames) = {
             let mut state = self.state.lock().unwrap();
-            let Some(bytes_per_sample) = state.bytes_per_sample else {
+            let Some(format) = state.format else {
                 gst::element_imp_error!(
                     self,
                     gst::CoreError::Negotiation,
                     ("Received audio before caps")
                 );
                 return Err(gst::FlowError::NotNegotiated);
+            };
+            let bytes_per_sample = match format {
+                SampleFormat::S16 => 2,
+                SampleFormat::F32 => 4,
             };
             if buffer.size() % bytes_per_sample != 0 {
                 gst::warning!(
@@ -229,8 +360,11 @@ impl TalkingHead {
                 );
             }
             state.samples += (buffer.size() / bytes_per_sample) as u64;
-            state.take_ready_frames(&frame_clock())
+            (format, state.take_ready_frames(&frame_clock(), false))
         };
+        if !self.queue_item(Item::Audio(buffer, format)) {
+            return Err(gst::FlowError::Flushing);
+        }
         self.queue_frames(frames)?;
         self.output.lock().unwrap().flow
     }
@@ -248,7 +382,11 @@ impl TalkingHead {
                         return false;
                     }
                 };
-                self.state.lock().unwrap().bytes_per_sample = Some(info.bpf() as usize);
+                let format = match info.format() {
+                    gst_audio::AudioFormat::S16le => SampleFormat::S16,
+                    _ => SampleFormat::F32,
+                };
+                self.state.lock().unwrap().format = Some(format);
                 self.queue_item(Item::Negotiate)
             }
             EventView::Segment(segment) => {
@@ -268,19 +406,26 @@ impl TalkingHead {
             }
             EventView::Gap(gap) => {
                 let (timestamp, duration) = gap.get();
-                let frames = {
+                let (silence, frames) = {
                     let mut state = self.state.lock().unwrap();
                     let origin = *state.origin.get_or_insert(timestamp);
                     let end = timestamp + duration.unwrap_or(gst::ClockTime::ZERO);
                     let covered = frame_clock().samples_in(end.saturating_sub(origin).nseconds());
-                    state.samples = state.samples.max(covered);
-                    state.take_ready_frames(&frame_clock())
+                    let silence = covered.saturating_sub(state.samples);
+                    state.samples += silence;
+                    (silence, state.take_ready_frames(&frame_clock(), false))
                 };
-                self.queue_frames(frames).is_ok()
+                self.queue_item(Item::Silence(silence)) && self.queue_frames(frames).is_ok()
             }
             EventView::Eos(_) => {
-                let frames = self.state.lock().unwrap().take_ready_frames(&frame_clock());
-                self.queue_frames(frames).is_ok() && self.queue_item(Item::Event(event))
+                let frames = self
+                    .state
+                    .lock()
+                    .unwrap()
+                    .take_ready_frames(&frame_clock(), true);
+                self.queue_item(Item::EndOfAudio)
+                    && self.queue_frames(frames).is_ok()
+                    && self.queue_item(Item::Event(event))
             }
             EventView::FlushStart(_) => {
                 {
@@ -296,12 +441,13 @@ impl TalkingHead {
                 let has_caps = {
                     let mut state = self.state.lock().unwrap();
                     state.restart();
-                    state.bytes_per_sample.is_some()
+                    state.format.is_some()
                 };
                 {
-                    // A negotiation cut short by the flush left no caps on the source pad.
                     let mut output = self.output.lock().unwrap();
                     output.reset(false);
+                    output.items.push_back(Item::Restart);
+                    // A negotiation cut short by the flush left no caps on the source pad.
                     if has_caps {
                         output.items.push_back(Item::Negotiate);
                     }
@@ -319,8 +465,8 @@ impl TalkingHead {
 
         match query.view_mut() {
             QueryViewMut::Caps(query) => {
-                let caps = match &*self.avatar.lock().unwrap() {
-                    Some((_, avatar)) => avatar_caps(avatar),
+                let caps = match &*self.resources.lock().unwrap() {
+                    Some(resources) => avatar_caps(&resources.avatar),
                     None => pad.pad_template_caps(),
                 };
                 let caps = match query.filter() {
@@ -338,10 +484,8 @@ impl TalkingHead {
                     return false;
                 }
                 let (live, min, max) = upstream.result();
-                // A frame is rendered once the audio of its first sample is in: what we add is
-                // the time to render it, budgeted at one frame.
                 let ours = if live {
-                    gst::ClockTime::from_nseconds(frame_clock().duration(0))
+                    self.added_latency()
                 } else {
                     gst::ClockTime::ZERO
                 };
@@ -355,6 +499,22 @@ impl TalkingHead {
             }
             _ => gst::Pad::query_default(pad, Some(&*self.obj()), query),
         }
+    }
+
+    /// What the element holds a frame back by: the audio its feature window reads past its start
+    /// (with models), plus one frame as the budget to render it once its audio is in.
+    fn added_latency(&self) -> gst::ClockTime {
+        let clock = frame_clock();
+        let look_ahead = if self.state.lock().unwrap().look_ahead {
+            // The window pattern repeats every 5 frames (16 mel frames every 5 video frames).
+            (0..5)
+                .map(|n| samples_needed_for_frame(n) - clock.first_sample(n as u64))
+                .max()
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        gst::ClockTime::from_nseconds(clock.samples_duration(look_ahead) + clock.duration(0))
     }
 
     fn src_activate_mode(
@@ -398,7 +558,7 @@ impl TalkingHead {
     fn queue_frames(&self, frames: Vec<Frame>) -> Result<(), gst::FlowError> {
         let mut output = self.output.lock().unwrap();
         for frame in frames {
-            while output.frames >= MAX_QUEUED_FRAMES && !output.flushing && output.flow.is_ok() {
+            while output.frames >= output.max_frames && !output.flushing && output.flow.is_ok() {
                 output = self.output_changed.wait(output).unwrap();
             }
             if output.flushing {
@@ -422,31 +582,15 @@ impl TalkingHead {
         true
     }
 
-    /// One iteration of the source pad task: take the next item and send it downstream.
+    /// One iteration of the source pad task: the next item, or a batch of frames with the audio
+    /// queued among them, sent downstream.
     fn output_loop(&self) {
-        let (item, discont) = {
-            let mut output = self.output.lock().unwrap();
-            loop {
-                if output.flushing {
-                    drop(output);
-                    let _ = self.srcpad.pause_task();
-                    return;
-                }
-                if let Some(item) = output.items.pop_front() {
-                    let discont = matches!(item, Item::Frame(_)) && output.discont;
-                    if let Item::Frame(_) = item {
-                        output.frames -= 1;
-                        output.discont = false;
-                        self.output_changed.notify_all();
-                    }
-                    break (item, discont);
-                }
-                output = self.output_changed.wait(output).unwrap();
-            }
+        let Some(first) = self.next_item(true) else {
+            let _ = self.srcpad.pause_task();
+            return;
         };
-
-        let result = match item {
-            Item::Negotiate => self.negotiate(),
+        let result = match first {
+            Item::Frame(frame) => self.render_batch(frame),
             Item::Event(event) => {
                 let eos = matches!(event.view(), gst::EventView::Eos(_));
                 if !self.srcpad.push_event(event) {
@@ -459,10 +603,11 @@ impl TalkingHead {
                     Ok(gst::FlowSuccess::Ok)
                 }
             }
-            Item::Frame(frame) => self.render(frame, discont).and_then(|buffer| {
-                gst::trace!(CAT, imp = self, "Pushing {buffer:?}");
-                self.srcpad.push(buffer)
-            }),
+            Item::Negotiate => self.negotiate(),
+            item => {
+                self.apply_audio(item);
+                Ok(gst::FlowSuccess::Ok)
+            }
         };
 
         if let Err(err) = result {
@@ -491,10 +636,141 @@ impl TalkingHead {
         }
     }
 
+    /// Takes the next item: waiting for one when `wait`, else only audio or a frame (what a batch
+    /// may gather without reordering anything downstream sees). `None` when flushing or, without
+    /// `wait`, when there is nothing of that kind.
+    fn next_item(&self, wait: bool) -> Option<Item> {
+        let mut output = self.output.lock().unwrap();
+        loop {
+            if output.flushing {
+                return None;
+            }
+            match output.items.front() {
+                Some(Item::Event(_) | Item::Negotiate) if !wait => return None,
+                Some(_) => {
+                    let item = output.items.pop_front();
+                    if let Some(Item::Frame(_)) = item {
+                        output.frames -= 1;
+                        self.output_changed.notify_all();
+                    }
+                    return item;
+                }
+                None if !wait => return None,
+                None => output = self.output_changed.wait(output).unwrap(),
+            }
+        }
+    }
+
+    fn apply_audio(&self, item: Item) {
+        let mut renderer = self.renderer.lock().unwrap();
+        let Some(engine) = renderer.engine.as_mut() else {
+            return;
+        };
+        match item {
+            Item::Audio(buffer, format) => engine.push_audio(&buffer, format),
+            Item::Silence(samples) => engine.push_silence(samples),
+            Item::EndOfAudio => engine.features.finish(),
+            Item::Restart => engine.features.reset(),
+            Item::Frame(_) | Item::Event(_) | Item::Negotiate => unreachable!("not audio"),
+        }
+    }
+
+    /// Renders `first` and the frames queued right behind it, up to the batch size, and pushes them.
+    fn render_batch(&self, first: Frame) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if self.srcpad.check_reconfigure() {
+            self.negotiate()?;
+        }
+        let batch_size = match &self.renderer.lock().unwrap().engine {
+            Some(engine) => engine.synth.batch_size(),
+            None => return Err(gst::FlowError::Flushing),
+        };
+        let mut frames = vec![first];
+        while frames.len() < batch_size {
+            match self.next_item(false) {
+                Some(Item::Frame(frame)) => frames.push(frame),
+                Some(audio) => self.apply_audio(audio),
+                None => break,
+            }
+        }
+
+        let buffers = {
+            let mut renderer = self.renderer.lock().unwrap();
+            let Renderer { engine, format } = &mut *renderer;
+            let (Some(engine), Some(format)) = (engine.as_mut(), format.as_mut()) else {
+                return Err(gst::FlowError::NotNegotiated);
+            };
+            let requests: Vec<FrameRequest> = frames
+                .iter()
+                .map(|frame| FrameRequest {
+                    frame: frame.index as usize,
+                    template: frame.template,
+                })
+                .collect();
+            if let Err(err) = engine.render(&requests) {
+                gst::element_imp_error!(self, gst::StreamError::Failed, ("{err}"));
+                return Err(gst::FlowError::Error);
+            }
+            frames
+                .iter()
+                .enumerate()
+                .map(|(slot, frame)| self.output_buffer(format, engine.synth.frame(slot), frame))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let discont = std::mem::take(&mut self.output.lock().unwrap().discont);
+        for (n, mut buffer) in buffers.into_iter().enumerate() {
+            if n == 0 && discont {
+                buffer.make_mut().set_flags(gst::BufferFlags::DISCONT);
+            }
+            gst::trace!(CAT, imp = self, "Pushing {buffer:?}");
+            self.srcpad.push(buffer)?;
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// Converts one rendered frame into a pooled buffer of the negotiated format.
+    fn output_buffer(
+        &self,
+        format: &mut OutputFormat,
+        bgr: &[u8],
+        frame: &Frame,
+    ) -> Result<gst::Buffer, gst::FlowError> {
+        {
+            let source = format.bgr.get_mut().ok_or(gst::FlowError::Error)?;
+            let mut map = source.map_writable().map_err(|_| gst::FlowError::Error)?;
+            let row = 3 * format.bgr_info.width() as usize;
+            let stride = format.bgr_info.stride()[0] as usize;
+            for (to, from) in map.chunks_mut(stride).zip(bgr.chunks_exact(row)) {
+                to[..row].copy_from_slice(from);
+            }
+        }
+        let mut buffer = format.pool.acquire_buffer(None)?;
+        {
+            let buffer = buffer.get_mut().ok_or(gst::FlowError::Error)?;
+            buffer.set_pts(frame.pts);
+            buffer.set_duration(frame.duration);
+            buffer.set_offset(frame.index);
+            buffer.set_offset_end(frame.index + 1);
+            let source =
+                gst_video::VideoFrameRef::from_buffer_ref_readable(&format.bgr, &format.bgr_info)
+                    .map_err(|_| gst::FlowError::Error)?;
+            let mut target =
+                gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &format.out_info)
+                    .map_err(|_| gst::FlowError::Error)?;
+            format.converter.frame_ref(&source, &mut target);
+        }
+        Ok(buffer)
+    }
+
     /// Picks the output format with downstream, sends the caps and sets up the buffer pool.
     fn negotiate(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
         self.srcpad.check_reconfigure();
-        let Some((_, avatar)) = self.avatar.lock().unwrap().clone() else {
+        let Some(avatar) = self
+            .resources
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|resources| resources.avatar.clone())
+        else {
             return Err(gst::FlowError::Flushing);
         };
         let ours = avatar_caps(&avatar);
@@ -535,13 +811,7 @@ impl TalkingHead {
                 gst::FlowError::NotNegotiated
             })?;
         let bgr = gst::Buffer::with_size(bgr_info.size()).map_err(|_| gst::FlowError::Error)?;
-        let decoder = JpegDecoder::new().map_err(|err| {
-            gst::element_imp_error!(self, gst::LibraryError::Init, ("{err}"));
-            gst::FlowError::Error
-        })?;
-        *self.renderer.lock().unwrap() = Some(Renderer {
-            avatar,
-            decoder,
+        self.renderer.lock().unwrap().format = Some(OutputFormat {
             bgr,
             bgr_info,
             out_info,
@@ -604,90 +874,41 @@ impl TalkingHead {
         Ok(pool)
     }
 
-    /// Makes the output buffer of one frame.
-    fn render(&self, frame: Frame, discont: bool) -> Result<gst::Buffer, gst::FlowError> {
-        if self.srcpad.check_reconfigure() {
-            self.negotiate()?;
-        }
-        let mut guard = self.renderer.lock().unwrap();
-        let renderer = guard.as_mut().ok_or(gst::FlowError::NotNegotiated)?;
-        let template = &renderer.avatar.frames[frame.template];
+    /// Loads what the current settings name, unless it already is, and makes the engine.
+    fn prepare(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        let wanted = settings.wanted();
+        let mut loaded = self.resources.lock().unwrap();
+        if loaded
+            .as_ref()
+            .is_none_or(|resources| resources.wanted != wanted)
         {
-            let size = (renderer.avatar.width, renderer.avatar.height);
-            let stride = renderer.bgr_info.stride()[0] as usize;
-            let bgr = renderer.bgr.get_mut().ok_or(gst::FlowError::Error)?;
-            let mut map = bgr.map_writable().map_err(|_| gst::FlowError::Error)?;
-            if let Err(err) = renderer
-                .decoder
-                .decode_bgr(&template.jpeg, &mut map, size, stride)
-            {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Decode,
-                    ("{}: {err}", template.file)
-                );
-                return Err(gst::FlowError::Error);
+            *loaded = None;
+            let resources = resources::load(&wanted)
+                .map_err(|err| gst::error_msg!(gst::ResourceError::OpenRead, ("{err}")))?;
+            for note in &resources.notes {
+                gst::info!(CAT, imp = self, "{note}");
             }
+            *loaded = Some(resources);
         }
-
-        let mut buffer = renderer.pool.acquire_buffer(None)?;
-        {
-            let buffer = buffer.get_mut().ok_or(gst::FlowError::Error)?;
-            buffer.set_pts(frame.pts);
-            buffer.set_duration(frame.duration);
-            buffer.set_offset(frame.index);
-            buffer.set_offset_end(frame.index + 1);
-            if discont {
-                buffer.set_flags(gst::BufferFlags::DISCONT);
-            }
-            let source = gst_video::VideoFrameRef::from_buffer_ref_readable(
-                &renderer.bgr,
-                &renderer.bgr_info,
-            )
-            .map_err(|_| gst::FlowError::Error)?;
-            let mut target =
-                gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &renderer.out_info)
-                    .map_err(|_| gst::FlowError::Error)?;
-            renderer.converter.frame_ref(&source, &mut target);
-        }
-        Ok(buffer)
-    }
-
-    /// The avatar for the current settings, loaded and checked now unless it already is.
-    fn load_avatar(&self) -> Result<Arc<Avatar>, gst::ErrorMessage> {
-        let wanted = self.settings.lock().unwrap().avatar.clone();
-        let mut loaded = self.avatar.lock().unwrap();
-        if let Some((path, avatar)) = &*loaded
-            && *path == wanted
-        {
-            return Ok(avatar.clone());
-        }
-        let source = match &wanted {
-            Some(path) => Source::Folder(PathBuf::from(path)),
-            None => Source::Builtin(&avatar::DEMO),
-        };
-        gst::info!(CAT, imp = self, "Loading avatar {}", source.describe(""));
-        let avatar = Avatar::load(&source).map_err(|err| {
-            gst::error_msg!(
-                gst::ResourceError::OpenRead,
-                ("Cannot load the avatar: {err}")
-            )
-        })?;
-        for warning in &avatar.warnings {
-            gst::warning!(CAT, imp = self, "{warning}");
-        }
-        gst::info!(
-            CAT,
-            imp = self,
-            "Avatar has {} frames of {}x{} ({:?} layout)",
-            avatar.frames.len(),
-            avatar.width,
-            avatar.height,
-            avatar.layout
+        let resources = loaded.as_ref().expect("just loaded");
+        let synth = FrameSynth::new(&resources.avatar, settings.batch_size as usize)
+            .map_err(|err| gst::error_msg!(gst::LibraryError::Init, ("{err}")))?;
+        let has_models = resources.models.is_some();
+        *self.state.lock().unwrap() = State::new(
+            Some(resources.avatar.clone()),
+            settings.start_frame,
+            has_models,
         );
-        let avatar = Arc::new(avatar);
-        *loaded = Some((wanted, avatar.clone()));
-        Ok(avatar)
+        self.output.lock().unwrap().max_frames = QUEUED_BATCHES * settings.batch_size as usize;
+        self.renderer.lock().unwrap().engine = Some(Engine {
+            avatar: resources.avatar.clone(),
+            models: resources.models.clone(),
+            features: FeatureStream::new(settings.batch_size as usize),
+            synth,
+            samples: Vec::new(),
+        });
+        Ok(())
     }
 }
 
@@ -745,17 +966,18 @@ impl ObjectSubclass for TalkingHead {
             sinkpad,
             srcpad,
             settings: Mutex::new(Settings::default()),
-            avatar: Mutex::new(None),
-            state: Mutex::new(State::new(None, DEFAULT_START_FRAME)),
+            resources: Mutex::new(None),
+            state: Mutex::new(State::new(None, DEFAULT_START_FRAME, false)),
             output: Mutex::new(Output {
                 items: VecDeque::new(),
                 frames: 0,
+                max_frames: QUEUED_BATCHES * DEFAULT_BATCH_SIZE as usize,
                 flushing: true,
                 flow: Ok(gst::FlowSuccess::Ok),
                 discont: true,
             }),
             output_changed: Condvar::new(),
-            renderer: Mutex::new(None),
+            renderer: Mutex::new(Renderer::default()),
         }
     }
 }
@@ -772,6 +994,46 @@ impl ObjectImpl for TalkingHead {
                          + landmarks/0..N-1.lms). Unset: the built-in demo avatar",
                     )
                     .default_value(DEFAULT_AVATAR)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("generator")
+                    .nick("Generator model")
+                    .blurb(
+                        "SyncTalk_2D U-Net generator (ONNX: input [N,6,320,320] + audio \
+                         [N,32,16,16] -> output [N,3,320,320]). Unset: the avatar folder's \
+                         models/generator.onnx if there is one",
+                    )
+                    .default_value(DEFAULT_GENERATOR)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("audio-encoder")
+                    .nick("Audio encoder model")
+                    .blurb(
+                        "SyncTalk_2D audio encoder (ONNX: mel [N,1,80,16] -> [N,512]). Unset: the \
+                         avatar folder's models/audio_encoder.onnx if there is one. Without \
+                         models the element shows the avatar's template frames",
+                    )
+                    .default_value(DEFAULT_AUDIO_ENCODER)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("ort-library")
+                    .nick("ONNX Runtime library")
+                    .blurb(
+                        "Path of libonnxruntime.so. Unset: $ORT_DYLIB_PATH, then the library \
+                         installed in the project's .venv by make. Loaded once per process",
+                    )
+                    .default_value(DEFAULT_ORT_LIBRARY)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("batch-size")
+                    .nick("Batch size")
+                    .blurb(
+                        "Frames per generator call (audio windows per encoder call): real tensor \
+                         batches when there are enough frames queued",
+                    )
+                    .minimum(1)
+                    .maximum(64)
+                    .default_value(DEFAULT_BATCH_SIZE)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("start-frame")
@@ -797,9 +1059,11 @@ impl ObjectImpl for TalkingHead {
                     .expect("type checked upstream");
                 gst::info!(CAT, imp = self, "avatar set to {:?}", settings.avatar);
             }
-            "start-frame" => {
-                settings.start_frame = value.get().expect("type checked upstream");
-            }
+            "start-frame" => settings.start_frame = value.get().expect("type checked upstream"),
+            "generator" => settings.generator = value.get().expect("type checked upstream"),
+            "audio-encoder" => settings.audio_encoder = value.get().expect("type checked upstream"),
+            "ort-library" => settings.ort_library = value.get().expect("type checked upstream"),
+            "batch-size" => settings.batch_size = value.get().expect("type checked upstream"),
             _ => unreachable!(),
         }
     }
@@ -809,6 +1073,10 @@ impl ObjectImpl for TalkingHead {
         match pspec.name() {
             "avatar" => settings.avatar.to_value(),
             "start-frame" => settings.start_frame.to_value(),
+            "generator" => settings.generator.to_value(),
+            "audio-encoder" => settings.audio_encoder.to_value(),
+            "ort-library" => settings.ort_library.to_value(),
+            "batch-size" => settings.batch_size.to_value(),
             _ => unreachable!(),
         }
     }
@@ -874,12 +1142,10 @@ impl ElementImpl for TalkingHead {
         gst::trace!(CAT, imp = self, "Changing state {transition:?}");
         match transition {
             gst::StateChange::NullToReady | gst::StateChange::ReadyToPaused => {
-                let avatar = self.load_avatar().map_err(|err| {
+                self.prepare().map_err(|err| {
                     self.post_error_message(err);
                     gst::StateChangeError
                 })?;
-                let start_frame = self.settings.lock().unwrap().start_frame;
-                *self.state.lock().unwrap() = State::new(Some(avatar), start_frame);
             }
             _ => (),
         }
@@ -888,12 +1154,12 @@ impl ElementImpl for TalkingHead {
 
         match transition {
             gst::StateChange::PausedToReady => {
-                *self.renderer.lock().unwrap() = None;
+                *self.renderer.lock().unwrap() = Renderer::default();
                 self.state.lock().unwrap().restart();
             }
             gst::StateChange::ReadyToNull => {
-                *self.avatar.lock().unwrap() = None;
-                *self.state.lock().unwrap() = State::new(None, DEFAULT_START_FRAME);
+                *self.resources.lock().unwrap() = None;
+                *self.state.lock().unwrap() = State::new(None, DEFAULT_START_FRAME, false);
             }
             _ => (),
         }

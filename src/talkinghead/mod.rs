@@ -5,6 +5,7 @@ use gst::prelude::*;
 
 pub mod clock;
 mod imp;
+mod resources;
 
 glib::wrapper! {
     pub struct TalkingHead(ObjectSubclass<imp::TalkingHead>)

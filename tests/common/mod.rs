@@ -126,3 +126,65 @@ pub fn make_avatar(
     }
     root
 }
+
+/// Frames as packed BGR rows, with their size.
+pub struct Frames {
+    pub width: usize,
+    pub height: usize,
+    pub frames: Vec<Vec<u8>>,
+}
+
+/// Runs `launch` (ending in an appsink named `sink` taking BGR) and collects the frames.
+pub fn collect_bgr(launch: &str, configure: impl FnOnce(&gst::Pipeline)) -> Frames {
+    use gst::prelude::*;
+    use gst_video::prelude::*;
+    use std::sync::{Arc, Mutex};
+
+    init();
+    let pipeline = gst::parse::launch(launch)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    configure(&pipeline);
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    let collected = Arc::new(Mutex::new(Frames {
+        width: 0,
+        height: 0,
+        frames: Vec::new(),
+    }));
+    let store = collected.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let info = gst_video::VideoInfo::from_caps(sample.caps().unwrap()).unwrap();
+                let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(
+                    sample.buffer().unwrap(),
+                    &info,
+                )
+                .unwrap();
+                let (width, height) = (info.width() as usize, info.height() as usize);
+                let stride = frame.plane_stride()[0] as usize;
+                let data = frame.plane_data(0).unwrap();
+                let packed = (0..height)
+                    .flat_map(|y| data[y * stride..y * stride + 3 * width].iter().copied())
+                    .collect();
+                let mut store = store.lock().unwrap();
+                (store.width, store.height) = (width, height);
+                store.frames.push(packed);
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    run_to_end(&pipeline).unwrap();
+    let mut collected = collected.lock().unwrap();
+    Frames {
+        width: collected.width,
+        height: collected.height,
+        frames: std::mem::take(&mut collected.frames),
+    }
+}

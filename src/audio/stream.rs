@@ -1,0 +1,245 @@
+//! The audio side of one stream: samples in, each video frame's encoder-output window out.
+//!
+//! Keeps only what frames still to come need: mel frames from the next encoder window on, and
+//! encoder outputs from the oldest row an unrendered frame reads. Memory stays flat however long
+//! the stream runs.
+
+use std::collections::VecDeque;
+
+use super::features::{
+    EMBEDDING_LEN, ENCODER_INPUT_LEN, ENCODER_WINDOW_FRAMES, EmbeddingCount, encoder_window_count,
+    encoder_window_start, encoder_windows_ready, pack_encoder_input, write_frame_window,
+};
+use super::mel::{MelFrame, MelStream};
+
+/// Rows before frame `i`'s own that its window reads: P[i−8] is E[i−9].
+const EMBEDDINGS_BEFORE_FRAME: usize = 9;
+
+pub struct FeatureStream {
+    mel: MelStream,
+    /// Mel frames from `mel_base` on.
+    mel_frames: VecDeque<MelFrame>,
+    mel_base: usize,
+    /// Encoder outputs from `embedding_base` on.
+    embeddings: VecDeque<[f32; EMBEDDING_LEN]>,
+    embedding_base: usize,
+    finished: bool,
+    max_batch: usize,
+    windows: Vec<f32>,
+    outputs: Vec<f32>,
+}
+
+impl FeatureStream {
+    /// A stream whose encoder runs on up to `max_batch` windows at a time.
+    pub fn new(max_batch: usize) -> Self {
+        let max_batch = max_batch.max(1);
+        Self {
+            mel: MelStream::new(),
+            mel_frames: VecDeque::new(),
+            mel_base: 0,
+            embeddings: VecDeque::new(),
+            embedding_base: 0,
+            finished: false,
+            max_batch,
+            windows: vec![0.0; max_batch * ENCODER_INPUT_LEN],
+            outputs: vec![0.0; max_batch * EMBEDDING_LEN],
+        }
+    }
+
+    /// Starts a new stream, keeping the buffers.
+    pub fn reset(&mut self) {
+        self.mel.reset();
+        self.mel_frames.clear();
+        self.mel_base = 0;
+        self.embeddings.clear();
+        self.embedding_base = 0;
+        self.finished = false;
+    }
+
+    /// Adds samples (16 kHz mono, in [−1, 1]).
+    pub fn push(&mut self, samples: &[f32]) {
+        let frames = &mut self.mel_frames;
+        self.mel.push(samples, |frame| frames.push_back(*frame));
+    }
+
+    /// Ends the stream: the last mel frames, and every remaining window becomes final.
+    pub fn finish(&mut self) {
+        let frames = &mut self.mel_frames;
+        self.mel.finish(|frame| frames.push_back(*frame));
+        self.finished = true;
+    }
+
+    fn mel_total(&self) -> usize {
+        self.mel_base + self.mel_frames.len()
+    }
+
+    fn windows_total(&self) -> usize {
+        if self.finished {
+            encoder_window_count(self.mel_total())
+        } else {
+            encoder_windows_ready(self.mel_total())
+        }
+    }
+
+    /// Runs `encoder` (windows [n, 1, 80, 16] → outputs [n, 512]) on every window that is final,
+    /// up to `max_batch` at a time.
+    pub fn encode<E>(
+        &mut self,
+        mut encoder: impl FnMut(&[f32], &mut [f32]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let total = self.windows_total();
+        let mel_total = self.mel_total();
+        while self.embedding_base + self.embeddings.len() < total {
+            let first = self.embedding_base + self.embeddings.len();
+            let count = (total - first).min(self.max_batch);
+            for (slot, window) in self.windows[..count * ENCODER_INPUT_LEN]
+                .chunks_exact_mut(ENCODER_INPUT_LEN)
+                .enumerate()
+            {
+                let start = encoder_window_start(first + slot, mel_total);
+                let (frames, base) = (&self.mel_frames, self.mel_base);
+                pack_encoder_input(start, |t| &frames[t - base], window);
+            }
+            encoder(
+                &self.windows[..count * ENCODER_INPUT_LEN],
+                &mut self.outputs[..count * EMBEDDING_LEN],
+            )?;
+            for output in self.outputs[..count * EMBEDDING_LEN].chunks_exact(EMBEDDING_LEN) {
+                self.embeddings
+                    .push_back(output.try_into().expect("512 values"));
+            }
+        }
+        self.release_mel(total);
+        Ok(())
+    }
+
+    /// Drops the mel frames no window from `next_window` on reads.
+    fn release_mel(&mut self, next_window: usize) {
+        let mel_total = self.mel_total();
+        let keep_from = (next_window * 16 / 5).min(mel_total.saturating_sub(ENCODER_WINDOW_FRAMES));
+        while self.mel_base < keep_from && !self.mel_frames.is_empty() {
+            self.mel_frames.pop_front();
+            self.mel_base += 1;
+        }
+    }
+
+    /// Encoder outputs available to frame windows.
+    pub fn embedding_count(&self) -> EmbeddingCount {
+        let count = self.embedding_base + self.embeddings.len();
+        if self.finished && count == self.windows_total() {
+            EmbeddingCount::Final(count)
+        } else {
+            EmbeddingCount::SoFar(count)
+        }
+    }
+
+    /// Writes frame `frame`'s [32, 16, 16] audio input into `out`.
+    ///
+    /// # Panics
+    /// If the frame is not ready (see [`super::features::frame_window_ready`]) or was released.
+    pub fn write_frame_window(&self, frame: usize, out: &mut [f32]) {
+        let (rows, base) = (&self.embeddings, self.embedding_base);
+        write_frame_window(frame, self.embedding_count(), |k| &rows[k - base], out);
+    }
+
+    /// Frees the encoder outputs only frames before `frame` read.
+    pub fn release_before(&mut self, frame: usize) {
+        let keep_from = frame.saturating_sub(EMBEDDINGS_BEFORE_FRAME);
+        while self.embedding_base < keep_from && !self.embeddings.is_empty() {
+            self.embeddings.pop_front();
+            self.embedding_base += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::features::{FRAME_WINDOW_LEN, frame_window_ready};
+
+    /// A stand-in encoder whose output identifies its window by content.
+    fn fake_encoder(windows: &[f32], outputs: &mut [f32]) -> Result<(), ()> {
+        for (window, output) in windows
+            .chunks_exact(ENCODER_INPUT_LEN)
+            .zip(outputs.chunks_exact_mut(EMBEDDING_LEN))
+        {
+            let sum: f32 = window.iter().sum();
+            output
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, v)| *v = sum + i as f32);
+        }
+        Ok(())
+    }
+
+    fn signal(samples: usize) -> Vec<f32> {
+        (0..samples)
+            .map(|n| ((n as f32) * 0.013).sin() * 0.3 * ((n / 3000) % 2) as f32)
+            .collect()
+    }
+
+    /// Frame windows of a whole stream pushed `chunk` samples at a time, encoding and releasing as
+    /// a streaming element would.
+    fn windows_streamed(audio: &[f32], chunk: usize, batch: usize, frames: usize) -> Vec<Vec<f32>> {
+        let mut stream = FeatureStream::new(batch);
+        let mut out = Vec::new();
+        let emit = |stream: &mut FeatureStream, out: &mut Vec<Vec<f32>>| {
+            while out.len() < frames && frame_window_ready(out.len(), stream.embedding_count()) {
+                let mut window = vec![0.0; FRAME_WINDOW_LEN];
+                stream.write_frame_window(out.len(), &mut window);
+                out.push(window);
+                stream.release_before(out.len());
+            }
+        };
+        for piece in audio.chunks(chunk) {
+            stream.push(piece);
+            stream.encode(fake_encoder).unwrap();
+            emit(&mut stream, &mut out);
+        }
+        stream.finish();
+        stream.encode(fake_encoder).unwrap();
+        emit(&mut stream, &mut out);
+        out
+    }
+
+    #[test]
+    fn streaming_matches_the_whole_file_and_stays_small() {
+        let audio = signal(5 * 16_000 + 123);
+        let frames = 126;
+        let whole = windows_streamed(&audio, audio.len(), 64, frames);
+        assert_eq!(whole.len(), frames);
+        for (chunk, batch) in [(160, 1), (441, 4), (1024, 16)] {
+            assert_eq!(
+                windows_streamed(&audio, chunk, batch, frames),
+                whole,
+                "{chunk}/{batch}"
+            );
+        }
+    }
+
+    #[test]
+    fn held_data_is_bounded() {
+        let mut stream = FeatureStream::new(8);
+        let audio = signal(16_000);
+        let mut frame = 0;
+        for _ in 0..60 {
+            stream.push(&audio);
+            stream.encode(fake_encoder).unwrap();
+            while frame_window_ready(frame, stream.embedding_count()) {
+                frame += 1;
+            }
+            stream.release_before(frame);
+            assert!(
+                stream.mel_frames.len() <= 60,
+                "{} mel frames held",
+                stream.mel_frames.len()
+            );
+            assert!(
+                stream.embeddings.len() <= 20,
+                "{} outputs held",
+                stream.embeddings.len()
+            );
+        }
+        assert!(frame > 1400);
+    }
+}

@@ -1,0 +1,289 @@
+//! ONNX Runtime sessions for the audio encoder and the U-Net generator.
+
+use std::fs;
+use std::path::Path;
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{DynValue, Outlet, TensorRef, ValueType};
+
+use super::contract::{
+    self, AUDIO_FEATURES_LEN, Dim, EMBEDDING_LEN, EncoderIo, FACE_LEN, GeneratorIo, IMAGE_LEN,
+    MEL_WINDOW_LEN, TensorDecl,
+};
+use super::{InferenceError, SessionOptions};
+
+/// The audio encoder: [N,1,80,16] f32 mel windows → [N,512] f32 embeddings.
+#[derive(Debug)]
+pub struct AudioEncoder {
+    model: Model,
+    io: EncoderIo,
+}
+
+impl AudioEncoder {
+    /// Loads and checks the model. Input names accepted: `mel`, `mel_input`, `mel_spectrogram`
+    /// (or any name when the model has exactly one input and one output); output names: `emb`,
+    /// `features`, `audio_features` (or the single output). Shapes [batch,1,80,16] →
+    /// [batch,512], float32, the batch dynamic or fixed to 1.
+    pub fn load(
+        path: &Path,
+        env: &Environment,
+        options: &SessionOptions,
+    ) -> Result<Self, InferenceError> {
+        let model = Model::load(path, env, options)?;
+        let io = contract::encoder_io(&model.inputs(), &model.outputs())
+            .map_err(|message| model.error(message))?;
+        Ok(AudioEncoder { model, io })
+    }
+
+    /// The model's batch is fixed to 1: [`run`](Self::run) then runs one window at a time.
+    pub fn fixed_batch(&self) -> bool {
+        self.io.fixed_batch
+    }
+
+    /// `windows`: n×1280 floats (n windows of [1,80,16]); `out`: n×512. n ≥ 1.
+    pub fn run(&mut self, windows: &[f32], out: &mut [f32]) -> Result<(), InferenceError> {
+        let n = self
+            .model
+            .batch_len("windows", windows.len(), MEL_WINDOW_LEN)?;
+        self.model
+            .check_out_len(out.len(), n * EMBEDDING_LEN, EMBEDDING_LEN)?;
+        let step = if self.io.fixed_batch { 1 } else { n };
+        for (windows, out) in windows
+            .chunks(step * MEL_WINDOW_LEN)
+            .zip(out.chunks_mut(step * EMBEDDING_LEN))
+        {
+            self.run_batch(windows, out)
+                .map_err(|message| self.model.error(message))?;
+        }
+        Ok(())
+    }
+
+    fn run_batch(&mut self, windows: &[f32], out: &mut [f32]) -> Result<(), String> {
+        let n = windows.len() / MEL_WINDOW_LEN;
+        let mel = TensorRef::from_array_view(([n, 1, 80, 16], windows))
+            .map_err(|e| format!("input \"{}\": {e}", self.io.mel))?;
+        let outputs = self
+            .model
+            .session
+            .run(ort::inputs![self.io.mel.as_str() => mel])
+            .map_err(|e| format!("inference failed: {e}"))?;
+        copy_output(&outputs, &self.io.embedding, &[n, EMBEDDING_LEN], out)
+    }
+}
+
+/// The U-Net generator: image [N,6,320,320] + audio [N,32,16,16] → face [N,3,320,320], all f32.
+#[derive(Debug)]
+pub struct Generator {
+    model: Model,
+    io: GeneratorIo,
+}
+
+impl Generator {
+    /// Loads and checks the model. Image input `input` or `visual_input`, audio input `audio` or
+    /// `audio_input`, output `output` (or the single output); when the input names are not
+    /// known, the two inputs are told apart by their channel count (6 vs 32), in either order.
+    /// Float32, the batch dynamic or fixed to 1.
+    pub fn load(
+        path: &Path,
+        env: &Environment,
+        options: &SessionOptions,
+    ) -> Result<Self, InferenceError> {
+        let model = Model::load(path, env, options)?;
+        let io = contract::generator_io(&model.inputs(), &model.outputs())
+            .map_err(|message| model.error(message))?;
+        Ok(Generator { model, io })
+    }
+
+    /// The model's batch is fixed to 1: [`run`](Self::run) then runs one item at a time.
+    pub fn fixed_batch(&self) -> bool {
+        self.io.fixed_batch
+    }
+
+    /// `images`: n×614400 floats ([6,320,320] each), `audio`: n×8192 ([32,16,16] each),
+    /// `out`: n×307200 ([3,320,320] each). n ≥ 1.
+    pub fn run(
+        &mut self,
+        images: &[f32],
+        audio: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), InferenceError> {
+        let n = self.model.batch_len("images", images.len(), IMAGE_LEN)?;
+        if audio.len() != n * AUDIO_FEATURES_LEN {
+            return Err(self.model.error(format!(
+                "audio: {} floats for {n} images, expected {}",
+                audio.len(),
+                n * AUDIO_FEATURES_LEN
+            )));
+        }
+        self.model
+            .check_out_len(out.len(), n * FACE_LEN, FACE_LEN)?;
+        let step = if self.io.fixed_batch { 1 } else { n };
+        for ((images, audio), out) in images
+            .chunks(step * IMAGE_LEN)
+            .zip(audio.chunks(step * AUDIO_FEATURES_LEN))
+            .zip(out.chunks_mut(step * FACE_LEN))
+        {
+            self.run_batch(images, audio, out)
+                .map_err(|message| self.model.error(message))?;
+        }
+        Ok(())
+    }
+
+    fn run_batch(&mut self, images: &[f32], audio: &[f32], out: &mut [f32]) -> Result<(), String> {
+        let n = images.len() / IMAGE_LEN;
+        let image = TensorRef::from_array_view(([n, 6, 320, 320], images))
+            .map_err(|e| format!("input \"{}\": {e}", self.io.image))?;
+        let audio = TensorRef::from_array_view(([n, 32, 16, 16], audio))
+            .map_err(|e| format!("input \"{}\": {e}", self.io.audio))?;
+        let outputs = self
+            .model
+            .session
+            .run(ort::inputs![
+                self.io.image.as_str() => image,
+                self.io.audio.as_str() => audio,
+            ])
+            .map_err(|e| format!("inference failed: {e}"))?;
+        copy_output(&outputs, &self.io.face, &[n, 3, 320, 320], out)
+    }
+}
+
+/// A session and the file it came from, for error messages.
+#[derive(Debug)]
+struct Model {
+    session: Session,
+    file: String,
+}
+
+impl Model {
+    fn load(
+        path: &Path,
+        env: &Environment,
+        options: &SessionOptions,
+    ) -> Result<Self, InferenceError> {
+        let error = |message: String| InferenceError::new(path, message);
+        // ONNX Runtime's own message for a missing file is a bare "Load model failed"; say why.
+        let metadata =
+            fs::metadata(path).map_err(|e| error(format!("cannot open the model: {e}")))?;
+        if !metadata.is_file() {
+            return Err(error("cannot open the model: not a regular file".into()));
+        }
+        let session = build_session(path, env, options)
+            .map_err(|e| error(format!("cannot load the model with ONNX Runtime: {e}")))?;
+        Ok(Model {
+            session,
+            file: path.display().to_string(),
+        })
+    }
+
+    fn inputs(&self) -> Vec<TensorDecl> {
+        self.session.inputs().iter().map(declared).collect()
+    }
+
+    fn outputs(&self) -> Vec<TensorDecl> {
+        self.session.outputs().iter().map(declared).collect()
+    }
+
+    fn error(&self, message: String) -> InferenceError {
+        InferenceError {
+            file: self.file.clone(),
+            message,
+        }
+    }
+
+    /// The number of items in `len` floats of `item_len` each; at least one, no remainder.
+    fn batch_len(&self, what: &str, len: usize, item_len: usize) -> Result<usize, InferenceError> {
+        if len == 0 || len % item_len != 0 {
+            return Err(self.error(format!(
+                "{what}: {len} floats is not a positive multiple of {item_len}"
+            )));
+        }
+        Ok(len / item_len)
+    }
+
+    fn check_out_len(
+        &self,
+        len: usize,
+        expected: usize,
+        item_len: usize,
+    ) -> Result<(), InferenceError> {
+        if len != expected {
+            return Err(self.error(format!(
+                "out: {len} floats, expected {expected} ({} items of {item_len})",
+                expected / item_len
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// `Level3` is ONNX Runtime's layout level (NCHWc convolutions on x86); all that `All` adds on
+/// top (ONNX Runtime ≥ 1.22) is folding float16 weights into float32 for the CPU, which float32
+/// models never have.
+fn build_session(path: &Path, env: &Environment, options: &SessionOptions) -> ort::Result<Session> {
+    let mut builder =
+        Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::Level3)?;
+    if options.intra_threads > 0 {
+        builder = builder.with_intra_threads(options.intra_threads)?;
+    }
+    builder.commit_from_file(path)
+}
+
+fn declared(outlet: &Outlet) -> TensorDecl {
+    let (element, dims) = match outlet.dtype() {
+        ValueType::Tensor {
+            ty,
+            shape,
+            dimension_symbols,
+        } => {
+            let dims = shape
+                .iter()
+                .enumerate()
+                .map(|(i, &d)| {
+                    if d < 0 {
+                        Dim::Dynamic(dimension_symbols.get(i).cloned().unwrap_or_default())
+                    } else {
+                        Dim::Fixed(d)
+                    }
+                })
+                .collect();
+            (Some(*ty), dims)
+        }
+        _ => (None, Vec::new()),
+    };
+    TensorDecl {
+        name: outlet.name().to_owned(),
+        element,
+        dims,
+    }
+}
+
+/// Copies output `name` into `out` after checking it has exactly `shape`.
+fn copy_output(
+    outputs: &ort::session::SessionOutputs<'_>,
+    name: &str,
+    shape: &[usize],
+    out: &mut [f32],
+) -> Result<(), String> {
+    let value: &DynValue = outputs
+        .get(name)
+        .ok_or_else(|| format!("output \"{name}\" missing from the results"))?;
+    let (found, data) = value
+        .try_extract_tensor::<f32>()
+        .map_err(|e| format!("output \"{name}\": {e}"))?;
+    let shape_matches = found.len() == shape.len()
+        && found
+            .iter()
+            .zip(shape)
+            .all(|(&f, &e)| usize::try_from(f) == Ok(e));
+    if !shape_matches || data.len() != out.len() {
+        let expected: Vec<String> = shape.iter().map(usize::to_string).collect();
+        return Err(format!(
+            "output \"{name}\": expected shape [{}], the model returned {found}",
+            expected.join(",")
+        ));
+    }
+    out.copy_from_slice(data);
+    Ok(())
+}

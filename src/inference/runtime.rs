@@ -1,0 +1,249 @@
+//! Finding and loading the ONNX Runtime shared library, and the one environment per process.
+//!
+//! ONNX Runtime is opened with `dlopen` at run time (`ort`'s `load-dynamic`), so the plugin links
+//! and registers without it and the library can be chosen per pipeline. `ort` keeps the first
+//! library it opens for the life of the process and allows one environment, so both live here,
+//! behind one lock, and only a *successful* load is remembered: a bad path leaves the process
+//! free to load a good one afterwards.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use ort::environment::Environment;
+
+use super::InferenceError;
+
+/// Environment variable naming the library, the same one `ort` itself honours.
+const LIBRARY_VARIABLE: &str = "ORT_DYLIB_PATH";
+/// Where `make deps` installs onnxruntime, under the project root.
+const VENV_CAPI: &str = ".venv/lib/python3*/site-packages/onnxruntime/capi";
+const LIBRARY_PREFIX: &str = "libonnxruntime.so.";
+
+/// Where the ONNX Runtime library is looked for, in order: `explicit` (the element's
+/// `ort-library` property), the `ORT_DYLIB_PATH` environment variable, then the project's own
+/// install: the newest `libonnxruntime.so.*` under
+/// `<CARGO_MANIFEST_DIR at build time>/.venv/lib/python3*/site-packages/onnxruntime/capi/`.
+///
+/// An explicit path or the variable is returned as given, even when nothing is there: a path
+/// someone chose that does not work is reported by [`environment`], never silently replaced by
+/// another library. Empty values count as unset.
+pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, InferenceError> {
+    find_library_in(
+        explicit,
+        std::env::var_os(LIBRARY_VARIABLE).as_deref(),
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+    )
+}
+
+fn find_library_in(
+    explicit: Option<&Path>,
+    variable: Option<&OsStr>,
+    project: &Path,
+) -> Result<PathBuf, InferenceError> {
+    if let Some(path) = explicit.filter(|p| !p.as_os_str().is_empty()) {
+        return Ok(path.to_owned());
+    }
+    if let Some(path) = variable.filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    newest_in_venv(project).ok_or_else(|| {
+        InferenceError::new(
+            &project.join(VENV_CAPI).join(format!("{LIBRARY_PREFIX}*")),
+            format!(
+                "no ONNX Runtime library found: set the ort-library property or \
+                 {LIBRARY_VARIABLE}, or run `make deps` to install onnxruntime into the \
+                 project's virtualenv"
+            ),
+        )
+    })
+}
+
+/// The `libonnxruntime.so.<version>` with the highest version, compared number by number.
+fn newest_in_venv(project: &Path) -> Option<PathBuf> {
+    let pythons = fs::read_dir(project.join(".venv/lib")).ok()?;
+    pythons
+        .flatten()
+        .filter(|python| python.file_name().to_string_lossy().starts_with("python3"))
+        .filter_map(|python| {
+            fs::read_dir(python.path().join("site-packages/onnxruntime/capi")).ok()
+        })
+        .flat_map(|capi| capi.flatten())
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let version = name.to_str()?.strip_prefix(LIBRARY_PREFIX)?;
+            let numbers = version
+                .split('.')
+                .map(str::parse::<u64>)
+                .collect::<Result<Vec<_>, _>>()
+                .ok()?;
+            Some((numbers, entry.path()))
+        })
+        .max()
+        .map(|(_, path)| path)
+}
+
+/// What this process has loaded. `library` is set as soon as `ort` holds the library (it can't
+/// be swapped after that, even if creating the environment then fails).
+struct Runtime {
+    library: Option<PathBuf>,
+    environment: Option<&'static Environment>,
+}
+
+static RUNTIME: Mutex<Runtime> = Mutex::new(Runtime {
+    library: None,
+    environment: None,
+});
+
+/// The process-wide ONNX Runtime environment, loading the library on first use.
+///
+/// Later calls must name the same library (compared after resolving links); another path is an
+/// error naming the library already loaded, since ONNX Runtime can be loaded only once per
+/// process. A missing file, a file that is not a loadable library, a library without the ONNX
+/// Runtime API or one too old for the API version this build needs are errors naming the path
+/// (and the versions). Failed attempts leave nothing behind. Never panics.
+pub fn environment(library: &Path) -> Result<&'static Environment, InferenceError> {
+    let error = |message: String| InferenceError::new(library, message);
+    // The canonical path identifies the file; `dlopen` gets the path as given (made absolute, as
+    // `ort` resolves relative paths against the executable's directory, not ours), so the
+    // library finds its companions (`libonnxruntime_providers_*.so`) beside the link it was
+    // reached through.
+    let canonical = fs::canonicalize(library)
+        .map_err(|e| error(format!("cannot open the ONNX Runtime library: {e}")))?;
+    let absolute = std::path::absolute(library).unwrap_or_else(|_| canonical.clone());
+
+    let mut runtime = RUNTIME.lock().unwrap_or_else(PoisonError::into_inner);
+    match &runtime.library {
+        Some(loaded) if *loaded != canonical => {
+            return Err(error(format!(
+                "ONNX Runtime is already loaded in this process from {}, and a process can load \
+                 it only once",
+                loaded.display()
+            )));
+        }
+        Some(_) => {}
+        None => {
+            load_library(&absolute).map_err(error)?;
+            runtime.library = Some(canonical);
+        }
+    }
+    if let Some(environment) = runtime.environment {
+        return Ok(environment);
+    }
+    let built = catch_panic(|| {
+        ort::init()
+            .with_name("gst-talkinghead")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .map_err(|e| error(format!("cannot create the ONNX Runtime environment: {e}")))?;
+    let environment: &'static Environment = Box::leak(Box::new(built));
+    runtime.environment = Some(environment);
+    Ok(environment)
+}
+
+fn load_library(path: &Path) -> Result<(), String> {
+    catch_panic(|| ort::init_from(path).map(drop).map_err(describe_load_error))
+}
+
+fn describe_load_error(error: ort::LoadDynamicError) -> String {
+    use ort::LoadDynamicError as E;
+
+    match error {
+        // libloading's Display is a bare "dlopen failed"; the loader's reason is the source, and
+        // it starts with the path, which the caller already reports.
+        E::Dlopen { error, path } => {
+            let reason = std::error::Error::source(&error)
+                .map_or_else(|| error.to_string(), ToString::to_string);
+            let prefix = format!("{}: ", path.display());
+            let reason = reason.strip_prefix(&prefix).unwrap_or(&reason);
+            format!("cannot load the ONNX Runtime library: {reason}")
+        }
+        E::MissingApi { .. } => {
+            "not an ONNX Runtime library: it does not export OrtGetApiBase".into()
+        }
+        E::InvalidVersionString => {
+            "not a usable ONNX Runtime library: it reports a malformed version".into()
+        }
+        E::BadVersion { version_str, .. } => format!(
+            "ONNX Runtime {version_str} is too old: this build needs 1.{}.0 or newer",
+            ort::MINOR_VERSION
+        ),
+    }
+}
+
+/// Runs `f`, turning a panic inside `ort` into an error: loading must not take the app down.
+fn catch_panic<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(format!("ONNX Runtime bindings panicked: {message}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_library_too_old_is_reported_with_both_versions() {
+        let message = describe_load_error(ort::LoadDynamicError::BadVersion {
+            version_str: "1.16.3".into(),
+            path: "/usr/lib/libonnxruntime.so.1.16.3".into(),
+        });
+        assert_eq!(
+            message,
+            "ONNX Runtime 1.16.3 is too old: this build needs 1.23.0 or newer"
+        );
+    }
+
+    fn touch(path: &Path) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, b"").unwrap();
+    }
+
+    #[test]
+    fn explicit_path_then_variable_then_newest_in_venv() {
+        let project = super::super::tests::Scratch::new("find-library");
+        let capi = project.join(".venv/lib/python3.11/site-packages/onnxruntime/capi");
+        for name in [
+            "libonnxruntime.so.1.9.0",
+            "libonnxruntime.so.1.23.2",
+            "libonnxruntime.so.1.23.10",
+            "libonnxruntime.so.2.0.0-dev",
+            "libonnxruntime_providers_shared.so",
+        ] {
+            touch(&capi.join(name));
+        }
+        touch(
+            &project
+                .join(".venv/lib/python2.7/site-packages/onnxruntime/capi/libonnxruntime.so.9.0.0"),
+        );
+
+        let explicit = Path::new("/opt/ort/libonnxruntime.so");
+        let variable = OsStr::new("/env/libonnxruntime.so");
+        assert_eq!(
+            find_library_in(Some(explicit), Some(variable), &project).unwrap(),
+            explicit
+        );
+        assert_eq!(
+            find_library_in(Some(Path::new("")), Some(variable), &project).unwrap(),
+            Path::new(variable)
+        );
+        assert_eq!(
+            find_library_in(None, Some(OsStr::new("")), &project).unwrap(),
+            capi.join("libonnxruntime.so.1.23.10")
+        );
+
+        let empty = super::super::tests::Scratch::new("find-library-none");
+        let err = find_library_in(None, None, &empty).unwrap_err();
+        assert!(err.file.ends_with("capi/libonnxruntime.so.*"), "{err}");
+        assert!(err.message.contains("make deps"), "{err}");
+    }
+}

@@ -1,0 +1,121 @@
+//! What the element loads and checks before it streams: the avatar and, where there are any, its
+//! two models with the ONNX Runtime library that runs them.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::avatar::{self, Avatar, Source};
+use crate::inference::{self, AudioEncoder, Generator, SessionOptions};
+
+/// Where the models are looked for in an avatar folder when not set explicitly.
+pub const GENERATOR_IN_AVATAR: &str = "models/generator.onnx";
+pub const AUDIO_ENCODER_IN_AVATAR: &str = "models/audio_encoder.onnx";
+
+/// The settings that decide what is loaded; a change reloads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Wanted {
+    pub avatar: Option<PathBuf>,
+    pub generator: Option<PathBuf>,
+    pub audio_encoder: Option<PathBuf>,
+    pub ort_library: Option<PathBuf>,
+}
+
+pub struct Models {
+    pub encoder: AudioEncoder,
+    pub generator: Generator,
+}
+
+pub struct Resources {
+    pub wanted: Wanted,
+    pub avatar: Arc<Avatar>,
+    /// `None`: no models, the element shows the avatar's templates.
+    pub models: Option<Arc<Mutex<Models>>>,
+    /// What was loaded from where, for the log.
+    pub notes: Vec<String>,
+}
+
+pub fn load(wanted: &Wanted) -> Result<Resources, String> {
+    let source = match &wanted.avatar {
+        Some(path) => Source::Folder(path.clone()),
+        None => Source::Builtin(&avatar::DEMO),
+    };
+    let avatar = Avatar::load(&source).map_err(|err| format!("Cannot load the avatar: {err}"))?;
+    let mut notes = vec![format!(
+        "avatar {}: {} frames of {}x{} ({:?} layout)",
+        source.describe(""),
+        avatar.frames.len(),
+        avatar.width,
+        avatar.height,
+        avatar.layout
+    )];
+    notes.extend(avatar.warnings.iter().cloned());
+
+    let in_avatar = |relative: &str| {
+        wanted
+            .avatar
+            .as_ref()
+            .map(|root| root.join(relative))
+            .filter(|path| path.exists())
+    };
+    let generator = wanted
+        .generator
+        .clone()
+        .or_else(|| in_avatar(GENERATOR_IN_AVATAR));
+    let encoder = wanted
+        .audio_encoder
+        .clone()
+        .or_else(|| in_avatar(AUDIO_ENCODER_IN_AVATAR));
+    let models = match (encoder, generator) {
+        (None, None) => {
+            notes.push("no models: showing the avatar's template frames".into());
+            None
+        }
+        (Some(encoder), Some(generator)) => {
+            let models = load_models(&encoder, &generator, wanted.ort_library.as_deref())?;
+            notes.push(format!(
+                "models {} and {}{}",
+                encoder.display(),
+                generator.display(),
+                if models.encoder.fixed_batch() || models.generator.fixed_batch() {
+                    " (batch fixed to 1 in the model: frames run one at a time)"
+                } else {
+                    ""
+                }
+            ));
+            Some(Arc::new(Mutex::new(models)))
+        }
+        (Some(encoder), None) => {
+            return Err(format!(
+                "An audio encoder is set ({}) but no generator: set both or neither",
+                encoder.display()
+            ));
+        }
+        (None, Some(generator)) => {
+            return Err(format!(
+                "A generator is set ({}) but no audio encoder: set both or neither",
+                generator.display()
+            ));
+        }
+    };
+    Ok(Resources {
+        wanted: wanted.clone(),
+        avatar: Arc::new(avatar),
+        models,
+        notes,
+    })
+}
+
+fn load_models(
+    encoder: &Path,
+    generator: &Path,
+    ort_library: Option<&Path>,
+) -> Result<Models, String> {
+    let fail = |err: inference::InferenceError| format!("Cannot load the models: {err}");
+    let library = inference::find_library(ort_library).map_err(fail)?;
+    let environment = inference::environment(&library).map_err(fail)?;
+    let options = SessionOptions { intra_threads: 0 };
+    Ok(Models {
+        encoder: AudioEncoder::load(encoder, environment, &options).map_err(fail)?,
+        generator: Generator::load(generator, environment, &options).map_err(fail)?,
+    })
+}

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ort::environment::Environment;
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::value::{DynValue, Outlet, TensorRef, ValueType};
 
 use super::contract::{
@@ -31,7 +31,20 @@ impl AudioEncoder {
         env: &Environment,
         options: &SessionOptions,
     ) -> Result<Self, InferenceError> {
-        let model = Model::load(path, env, options)?;
+        Self::checked(Model::load(path, env, options)?)
+    }
+
+    /// Loads a model held in memory (the built-in demo's); `name` names it in messages.
+    pub fn from_memory(
+        name: &str,
+        bytes: &[u8],
+        env: &Environment,
+        options: &SessionOptions,
+    ) -> Result<Self, InferenceError> {
+        Self::checked(Model::from_memory(name, bytes, env, options)?)
+    }
+
+    fn checked(model: Model) -> Result<Self, InferenceError> {
         let io = contract::encoder_io(&model.inputs(), &model.outputs())
             .map_err(|message| model.error(message))?;
         Ok(AudioEncoder { model, io })
@@ -90,7 +103,20 @@ impl Generator {
         env: &Environment,
         options: &SessionOptions,
     ) -> Result<Self, InferenceError> {
-        let model = Model::load(path, env, options)?;
+        Self::checked(Model::load(path, env, options)?)
+    }
+
+    /// Loads a model held in memory (the built-in demo's); `name` names it in messages.
+    pub fn from_memory(
+        name: &str,
+        bytes: &[u8],
+        env: &Environment,
+        options: &SessionOptions,
+    ) -> Result<Self, InferenceError> {
+        Self::checked(Model::from_memory(name, bytes, env, options)?)
+    }
+
+    fn checked(model: Model) -> Result<Self, InferenceError> {
         let io = contract::generator_io(&model.inputs(), &model.outputs())
             .map_err(|message| model.error(message))?;
         Ok(Generator { model, io })
@@ -177,6 +203,24 @@ impl Model {
         })
     }
 
+    fn from_memory(
+        name: &str,
+        bytes: &[u8],
+        env: &Environment,
+        options: &SessionOptions,
+    ) -> Result<Self, InferenceError> {
+        let session = session_builder(env, options)
+            .and_then(|mut builder| builder.commit_from_memory(bytes))
+            .map_err(|e| InferenceError {
+                file: name.to_owned(),
+                message: format!("cannot load the model with ONNX Runtime: {e}"),
+            })?;
+        Ok(Model {
+            session,
+            file: name.to_owned(),
+        })
+    }
+
     fn inputs(&self) -> Vec<TensorDecl> {
         self.session.inputs().iter().map(declared).collect()
     }
@@ -222,12 +266,16 @@ impl Model {
 /// top (ONNX Runtime ≥ 1.22) is folding float16 weights into float32 for the CPU, which float32
 /// models never have.
 fn build_session(path: &Path, env: &Environment, options: &SessionOptions) -> ort::Result<Session> {
+    session_builder(env, options)?.commit_from_file(path)
+}
+
+fn session_builder(env: &Environment, options: &SessionOptions) -> ort::Result<SessionBuilder> {
     let mut builder =
         Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::Level3)?;
     if options.intra_threads > 0 {
         builder = builder.with_intra_threads(options.intra_threads)?;
     }
-    builder.commit_from_file(path)
+    Ok(builder)
 }
 
 fn declared(outlet: &Outlet) -> TensorDecl {

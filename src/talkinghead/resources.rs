@@ -50,20 +50,23 @@ pub fn load(wanted: &Wanted) -> Result<Resources, String> {
     )];
     notes.extend(avatar.warnings.iter().cloned());
 
-    let in_avatar = |relative: &str| {
-        wanted
-            .avatar
-            .as_ref()
-            .map(|root| root.join(relative))
+    let in_avatar = |relative: &'static str| match &wanted.avatar {
+        Some(root) => Some(root.join(relative))
             .filter(|path| path.exists())
+            .map(ModelFile::Path),
+        None => avatar::DEMO
+            .get_file(relative)
+            .map(|file| ModelFile::Builtin(relative, file.contents())),
     };
     let generator = wanted
         .generator
         .clone()
+        .map(ModelFile::Path)
         .or_else(|| in_avatar(GENERATOR_IN_AVATAR));
     let encoder = wanted
         .audio_encoder
         .clone()
+        .map(ModelFile::Path)
         .or_else(|| in_avatar(AUDIO_ENCODER_IN_AVATAR));
     let models = match (encoder, generator) {
         (None, None) => {
@@ -74,8 +77,8 @@ pub fn load(wanted: &Wanted) -> Result<Resources, String> {
             let models = load_models(&encoder, &generator, wanted.ort_library.as_deref())?;
             notes.push(format!(
                 "models {} and {}{}",
-                encoder.display(),
-                generator.display(),
+                encoder.describe(),
+                generator.describe(),
                 if models.encoder.fixed_batch() || models.generator.fixed_batch() {
                     " (batch fixed to 1 in the model: frames run one at a time)"
                 } else {
@@ -87,13 +90,13 @@ pub fn load(wanted: &Wanted) -> Result<Resources, String> {
         (Some(encoder), None) => {
             return Err(format!(
                 "An audio encoder is set ({}) but no generator: set both or neither",
-                encoder.display()
+                encoder.describe()
             ));
         }
         (None, Some(generator)) => {
             return Err(format!(
                 "A generator is set ({}) but no audio encoder: set both or neither",
-                generator.display()
+                generator.describe()
             ));
         }
     };
@@ -105,17 +108,45 @@ pub fn load(wanted: &Wanted) -> Result<Resources, String> {
     })
 }
 
+/// A model file, or one compiled into the plugin with the demo avatar.
+enum ModelFile {
+    Path(PathBuf),
+    Builtin(&'static str, &'static [u8]),
+}
+
+impl ModelFile {
+    fn describe(&self) -> String {
+        match self {
+            ModelFile::Path(path) => path.display().to_string(),
+            ModelFile::Builtin(name, _) => format!("<built-in demo avatar>/{name}"),
+        }
+    }
+}
+
 fn load_models(
-    encoder: &Path,
-    generator: &Path,
+    encoder: &ModelFile,
+    generator: &ModelFile,
     ort_library: Option<&Path>,
 ) -> Result<Models, String> {
     let fail = |err: inference::InferenceError| format!("Cannot load the models: {err}");
     let library = inference::find_library(ort_library).map_err(fail)?;
-    let environment = inference::environment(&library).map_err(fail)?;
+    let env = inference::environment(&library).map_err(fail)?;
     let options = SessionOptions { intra_threads: 0 };
+    let (encoder_name, generator_name) = (encoder.describe(), generator.describe());
+    let encoder = match encoder {
+        ModelFile::Path(path) => AudioEncoder::load(path, env, &options),
+        ModelFile::Builtin(_, bytes) => {
+            AudioEncoder::from_memory(&encoder_name, bytes, env, &options)
+        }
+    };
+    let generator = match generator {
+        ModelFile::Path(path) => Generator::load(path, env, &options),
+        ModelFile::Builtin(_, bytes) => {
+            Generator::from_memory(&generator_name, bytes, env, &options)
+        }
+    };
     Ok(Models {
-        encoder: AudioEncoder::load(encoder, environment, &options).map_err(fail)?,
-        generator: Generator::load(generator, environment, &options).map_err(fail)?,
+        encoder: encoder.map_err(fail)?,
+        generator: generator.map_err(fail)?,
     })
 }

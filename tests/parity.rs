@@ -149,6 +149,29 @@ fn frames_match_the_reference() {
         "249 frames: worst mean abs difference {worst_mean:.4}, worst share within ±2 {:.4}%",
         100.0 * worst_within
     );
+
+    // The element's extra trailing frame: the template outside the crop box, painted inside it.
+    let mut decoder = gsttalkinghead::avatar::JpegDecoder::new().unwrap();
+    for (n, frame) in ours.frames.iter().enumerate().skip(reference.frames.len()) {
+        let template =
+            &avatar.frames[gsttalkinghead::avatar::pingpong(n as u64, avatar.frames.len())];
+        let mut expected = vec![0; frame.len()];
+        let size = (avatar.width, avatar.height);
+        decoder
+            .decode_bgr(&template.jpeg, &mut expected, size, 3 * width)
+            .unwrap();
+        let crop = template.crop;
+        for (i, (a, b)) in frame.iter().zip(&expected).enumerate() {
+            let (x, y) = ((i / 3) % width, i / 3 / width);
+            let inside = (crop.x0 as usize..crop.x1 as usize).contains(&x)
+                && (crop.y0 as usize..crop.y1 as usize).contains(&y);
+            assert!(
+                inside || a == b,
+                "trailing frame {n}: pixel ({x}, {y}) is not the template's"
+            );
+        }
+        assert!(frame != &expected, "trailing frame {n} was not painted");
+    }
 }
 
 #[test]

@@ -1,0 +1,328 @@
+#!/usr/bin/env python3
+# requires: numpy, opencv-python-headless, librosa; see requirements.txt
+"""Measure how a rendered talking head's mouth follows the audio.
+
+Inputs: the rendered frames (a video file OpenCV can read, e.g. the MP4 of
+`make demo`, or a folder of images, taken in name order), the avatar folder
+they were rendered from (SyncTalk_2D layout: full_body_img/, landmarks/) and
+the audio WAV they were rendered with (any rate/channels; read with librosa at
+16 kHz mono).
+
+Per output frame i (25 fps):
+  template   t(i) = 1, 2, ..., N-1, N-2, ..., 1, 0, 1, ...  (the ping-pong order
+             of the reference and the element; --start-frame K shifts it to
+             t(i + K))
+  mouth box  the bounding box of landmarks 76..95 of template t(i) (its outer
+             and inner lip contours), widened by 25 % of the mouth width on
+             each side, 20 % above and 60 % below (room for the lower lip and
+             jaw to move down)
+  opening    mean absolute difference (0..255, over B, G, R) between the
+             rendered frame and the closed-mouth template frame t(i) in
+             that box
+  rms        RMS of the frame's 40 ms of audio, samples [640 i, 640 (i+1))
+             at 16 kHz (full scale = 1)
+
+Reported:
+  pearson_r        Pearson correlation of opening and rms over all frames
+  closed_threshold opening below which a frame counts as "mouth closed"
+                   (--closed-threshold; default 3.0: well above the resampling
+                   and video-coding noise of an unchanged template, about
+                   0.3..1.5, and below the smallest opening that is visible,
+                   about 1 px of lip parting)
+  pauses           runs of >= --min-pause seconds (default 0.5) of frames
+                   whose rms is below --silence-dbfs (default -40 dBFS),
+                   each with its closed share (fraction of its frames with
+                   opening < closed_threshold)
+  silence_jitter   mean |opening(i) - opening(i-1)| over consecutive frames
+                   both in steady silence: inside a pause and at least
+                   --guard seconds (default 0.2) away from its ends
+
+Usage:
+  python3 tools/measure_mouth.py FRAMES --avatar models/demo --audio models/demo/speech.wav
+      [--png OUT.png] [--json] [--start-frame K] [--closed-threshold X]
+      [--silence-dbfs DB] [--min-pause S] [--guard S] [--csv OUT.csv]
+FRAMES is a video file or a directory of images (e.g. frame_00000.png ...).
+Exit status 0 unless the inputs cannot be read.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import cv2
+import numpy as np
+
+FPS = 25
+SAMPLE_RATE = 16000
+HOP = SAMPLE_RATE // FPS            # 640 samples per frame
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
+
+
+# ------------------------------------------------------------------ inputs
+
+def read_frames(source):
+    """Yield BGR uint8 frames of a video file or an image folder, in order."""
+    if os.path.isdir(source):
+        names = sorted(n for n in os.listdir(source) if n.lower().endswith(IMAGE_EXTENSIONS))
+        if not names:
+            raise SystemExit(f"{source}: no images")
+        for name in names:
+            frame = cv2.imread(os.path.join(source, name), cv2.IMREAD_COLOR)
+            if frame is None:
+                raise SystemExit(f"cannot read {os.path.join(source, name)}")
+            yield frame
+        return
+    capture = cv2.VideoCapture(source)
+    if not capture.isOpened():
+        raise SystemExit(f"{source}: OpenCV cannot open it")
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        yield frame
+    capture.release()
+
+
+def pingpong(k, templates):
+    if templates == 1:
+        return 0
+    period = 2 * (templates - 1)
+    phase = (k + 1) % period
+    return phase if phase <= templates - 1 else period - phase
+
+
+class Avatar:
+    def __init__(self, root):
+        self.image_dir = os.path.join(root, "full_body_img")
+        self.lms_dir = os.path.join(root, "landmarks")
+        if not os.path.isdir(self.image_dir):
+            raise SystemExit(f"{root}: no full_body_img/")
+        numbers = sorted(int(n[:-4]) for n in os.listdir(self.image_dir)
+                         if n.endswith(".jpg") and n[:-4].isdigit())
+        if not numbers:
+            raise SystemExit(f"{self.image_dir}: no numbered .jpg frames")
+        self.first = numbers[0]          # 0: SyncTalk_2D layout, 1: digital-clone
+        self.count = len(numbers)
+        self.cache = {}
+
+    def template(self, t):
+        """(BGR image, mouth box (x0, y0, x1, y1), exclusive ends) of template t."""
+        if t not in self.cache:
+            image = cv2.imread(os.path.join(self.image_dir, f"{t + self.first}.jpg"), cv2.IMREAD_COLOR)
+            if image is None:
+                raise SystemExit(f"cannot read template {t}")
+            with open(os.path.join(self.lms_dir, f"{t}.lms")) as f:
+                points = np.array([line.split() for line in f if line.strip()], dtype=np.float64)
+            lips = points[76:96]
+            x0, y0 = lips.min(axis=0)
+            x1, y1 = lips.max(axis=0)
+            width = x1 - x0
+            box = (int(math.floor(x0 - 0.25 * width)), int(math.floor(y0 - 0.20 * width)),
+                   int(math.ceil(x1 + 0.25 * width)) + 1, int(math.ceil(y1 + 0.60 * width)) + 1)
+            h, w = image.shape[:2]
+            box = (max(box[0], 0), max(box[1], 0), min(box[2], w), min(box[3], h))
+            self.cache[t] = (image, box)
+        return self.cache[t]
+
+
+def frame_rms(audio_path, frames):
+    import librosa
+    wav, _ = librosa.load(audio_path, sr=SAMPLE_RATE, mono=True)
+    rms = np.zeros(frames)
+    for i in range(frames):
+        part = wav[i * HOP:(i + 1) * HOP].astype(np.float64)
+        rms[i] = math.sqrt(float(np.mean(part * part))) if len(part) else 0.0
+    return rms, len(wav) / SAMPLE_RATE
+
+
+# ------------------------------------------------------------------ analysis
+
+def pearson(a, b):
+    a = np.asarray(a, np.float64) - np.mean(a)
+    b = np.asarray(b, np.float64) - np.mean(b)
+    den = math.sqrt(float(np.sum(a * a) * np.sum(b * b)))
+    return float(np.sum(a * b) / den) if den > 0 else float("nan")
+
+
+def find_pauses(quiet, min_frames):
+    """[start, end) runs of True of at least min_frames."""
+    runs, start = [], None
+    for i, q in enumerate(list(quiet) + [False]):
+        if q and start is None:
+            start = i
+        elif not q and start is not None:
+            if i - start >= min_frames:
+                runs.append((start, i))
+            start = None
+    return runs
+
+
+def measure(args):
+    avatar = Avatar(args.avatar)
+    openings = []
+    boxes = []
+    for i, frame in enumerate(read_frames(args.frames)):
+        image, box = avatar.template(pingpong(i + args.start_frame, avatar.count))
+        if frame.shape != image.shape:
+            raise SystemExit(f"frame {i}: size {frame.shape[1]}x{frame.shape[0]} differs from the "
+                             f"avatar's {image.shape[1]}x{image.shape[0]}")
+        x0, y0, x1, y1 = box
+        diff = np.abs(frame[y0:y1, x0:x1].astype(np.int16) - image[y0:y1, x0:x1].astype(np.int16))
+        openings.append(float(diff.mean()))
+        boxes.append(box)
+    if not openings:
+        raise SystemExit(f"{args.frames}: no frames")
+    opening = np.array(openings)
+    rms, duration = frame_rms(args.audio, len(opening))
+    # frames past the end of the audio (the element's last frames) are not compared
+    usable = min(len(opening), int(math.ceil(duration * FPS)))
+    opening_u, rms_u = opening[:usable], rms[:usable]
+
+    silence_rms = 10.0 ** (args.silence_dbfs / 20.0)
+    quiet = rms_u < silence_rms
+    min_frames = int(math.ceil(args.min_pause * FPS - 1e-9))
+    guard = int(round(args.guard * FPS))
+    pauses = []
+    steady = np.zeros(usable, bool)
+    for start, end in find_pauses(quiet, min_frames):
+        closed = opening_u[start:end] < args.closed_threshold
+        pauses.append({"start_s": start / FPS, "end_s": end / FPS, "frames": end - start,
+                       "closed_share": float(closed.mean()),
+                       "max_opening": float(opening_u[start:end].max())})
+        steady[start + guard:max(end - guard, start + guard)] = True
+    pairs = steady[1:] & steady[:-1]
+    jitter = float(np.mean(np.abs(np.diff(opening_u))[pairs])) if pairs.any() else float("nan")
+    speech = rms_u >= silence_rms
+    result = {
+        "frames": int(len(opening)),
+        "frames_compared": int(usable),
+        "audio_seconds": duration,
+        "pearson_r": pearson(opening_u, rms_u),
+        "closed_threshold": args.closed_threshold,
+        "silence_dbfs": args.silence_dbfs,
+        "min_pause_s": args.min_pause,
+        "pauses": pauses,
+        "min_pause_closed_share": min((p["closed_share"] for p in pauses), default=float("nan")),
+        "silence_jitter": jitter,
+        "steady_silence_frames": int(steady.sum()),
+        "opening_mean_speech": float(opening_u[speech].mean()) if speech.any() else float("nan"),
+        "opening_mean_silence": float(opening_u[~speech].mean()) if (~speech).any() else float("nan"),
+        "opening_max": float(opening_u.max()),
+        "open_share_speech": float((opening_u[speech] >= args.closed_threshold).mean())
+        if speech.any() else float("nan"),
+    }
+    return result, opening_u, rms_u, pauses
+
+
+# ------------------------------------------------------------------ plot
+
+def plot(path, opening, rms, pauses, closed_threshold, title):
+    """RMS envelope and mouth opening over time, drawn with OpenCV."""
+    n = len(opening)
+    width, height = 1400, 460
+    left, right, top, bottom = 70, 70, 50, 60
+    pw, ph = width - left - right, height - top - bottom
+    img = np.full((height, width, 3), 255, np.uint8)
+
+    def px(i):
+        return left + (i / max(n - 1, 1)) * pw
+
+    for p in pauses:                                   # pauses: light grey bands
+        cv2.rectangle(img, (int(px(p["start_s"] * FPS)), top),
+                      (int(px(p["end_s"] * FPS - 1)), top + ph), (232, 232, 232), -1)
+    cv2.rectangle(img, (left, top), (left + pw, top + ph), (0, 0, 0), 1)
+    seconds = n / FPS
+    for s in range(int(seconds) + 1):
+        x = int(px(s * FPS))
+        cv2.line(img, (x, top + ph), (x, top + ph + 6), (0, 0, 0), 1)
+        cv2.putText(img, f"{s}", (x - 5, top + ph + 22), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    cv2.putText(img, "time (s)", (left + pw // 2 - 30, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                (0, 0, 0), 1, cv2.LINE_AA)
+    rms_max = max(float(rms.max()), 1e-9)
+    open_max = max(float(opening.max()), closed_threshold * 2, 1e-9)
+
+    def curve(values, vmax, color):
+        pts = np.array([[px(i), top + ph - (v / vmax) * ph] for i, v in enumerate(values)], np.float64)
+        cv2.polylines(img, [np.round(pts * 4).astype(np.int32)], False, color, 2, cv2.LINE_AA, shift=2)
+
+    ty = int(top + ph - closed_threshold / open_max * ph)
+    for x in range(left, left + pw, 12):                # closed threshold: dashed
+        cv2.line(img, (x, ty), (min(x + 6, left + pw), ty), (80, 160, 80), 1)
+    curve(rms, rms_max, (200, 120, 30))                 # blue: audio RMS
+    curve(opening, open_max, (30, 30, 210))             # red: mouth opening
+    for k in range(5):
+        v = k / 4
+        y = int(top + ph - v * ph)
+        cv2.putText(img, f"{v * rms_max:.3f}", (6, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (200, 120, 30), 1, cv2.LINE_AA)
+        cv2.putText(img, f"{v * open_max:.1f}", (left + pw + 6, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    (30, 30, 210), 1, cv2.LINE_AA)
+    cv2.putText(img, title, (left, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "audio RMS (left axis)", (left, 42), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                (200, 120, 30), 1, cv2.LINE_AA)
+    cv2.putText(img, "mouth opening, mean |frame - template| (right axis)", (left + 220, 42),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (30, 30, 210), 1, cv2.LINE_AA)
+    cv2.putText(img, "closed threshold / pauses (grey)", (left + 720, 42),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (80, 160, 80), 1, cv2.LINE_AA)
+    if not cv2.imwrite(path, img):
+        raise SystemExit(f"cannot write {path}")
+
+
+# ------------------------------------------------------------------ main
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__[__doc__.index("Per output frame"):__doc__.index("Usage:")])
+    ap.add_argument("frames", help="video file or directory of frame images")
+    ap.add_argument("--avatar", required=True, help="avatar directory (full_body_img/, landmarks/)")
+    ap.add_argument("--audio", required=True, help="the speech file the frames were rendered from")
+    ap.add_argument("--start-frame", type=int, default=0, help="ping-pong phase shift used to render")
+    ap.add_argument("--closed-threshold", type=float, default=3.0,
+                    help="opening below this counts as closed (default 3.0)")
+    ap.add_argument("--silence-dbfs", type=float, default=-40.0,
+                    help="frame RMS below this is silence (default -40)")
+    ap.add_argument("--min-pause", type=float, default=0.5, help="shortest pause, s (default 0.5)")
+    ap.add_argument("--guard", type=float, default=0.2,
+                    help="steady silence starts this far inside a pause, s (default 0.2)")
+    ap.add_argument("--png", help="write a plot of RMS and opening over time")
+    ap.add_argument("--csv", help="write per-frame time, rms, opening")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = ap.parse_args(argv)
+
+    result, opening, rms, pauses = measure(args)
+    if args.csv:
+        with open(args.csv, "w") as f:
+            f.write("frame,time_s,rms,opening\n")
+            for i, (r, o) in enumerate(zip(rms, opening)):
+                f.write(f"{i},{i / FPS:.2f},{r:.6f},{o:.4f}\n")
+    if args.png:
+        plot(args.png, opening, rms, pauses, args.closed_threshold,
+             f"{os.path.basename(args.frames.rstrip('/'))} / {os.path.basename(args.audio)}: "
+             f"r = {result['pearson_r']:.3f}, silence jitter = {result['silence_jitter']:.3f}")
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        print()
+        return
+    print(f"frames {result['frames']} ({result['frames_compared']} compared, "
+          f"audio {result['audio_seconds']:.2f} s)")
+    print(f"pearson r (opening vs 40 ms rms)  {result['pearson_r']:.3f}")
+    print(f"closed threshold                  {result['closed_threshold']:.2f} (mean |diff|, 0..255)")
+    print(f"mean opening: speech {result['opening_mean_speech']:.2f}, silence "
+          f"{result['opening_mean_silence']:.2f}, max {result['opening_max']:.2f}; open in "
+          f"{100 * result['open_share_speech']:.0f} % of speech frames")
+    print(f"pauses (rms < {result['silence_dbfs']:.0f} dBFS for >= {result['min_pause_s']} s):")
+    for p in pauses:
+        print(f"  {p['start_s']:6.2f} .. {p['end_s']:6.2f} s  {p['frames']:3d} frames  closed "
+              f"{100 * p['closed_share']:5.1f} %  max opening {p['max_opening']:.2f}")
+    if not pauses:
+        print("  none")
+    print(f"silence jitter                    {result['silence_jitter']:.3f} "
+          f"({result['steady_silence_frames']} steady-silence frames)")
+
+
+if __name__ == "__main__":
+    main()

@@ -20,8 +20,13 @@ export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
 
 demo: deps build
 	@mkdir -p out
-	@pipelines/file-to-mp4.sh models/demo/speech.wav out/demo.mp4
-	@echo "Wrote $(CURDIR)/out/demo.mp4"
+	@start=$$(date +%s.%N); \
+	pipelines/file-to-mp4.sh models/demo/speech.wav out/demo.mp4; \
+	end=$$(date +%s.%N); \
+	ffprobe -v error -select_streams v:0 -count_frames \
+		-show_entries stream=duration,nb_read_frames -of csv=p=0 out/demo.mp4 | \
+	awk -F, -v start=$$start -v end=$$end -v file=$(CURDIR)/out/demo.mp4 '{ t = end - start; \
+		printf "%s: %d frames, %.2f s, rendered in %.1f s (%.1fx real time)\n", file, $$2, $$1, t, $$1 / t }'
 
 test: deps build
 	G_DEBUG=fatal_warnings cargo test --release --quiet

@@ -1,7 +1,11 @@
 //! Batched frame synthesis: template frames with the lower face repainted by the generator, as
 //! SyncTalk_2D's `inference_328.py` computes them, for a batch of frames at a time.
 //!
-//! All buffers are made once for the avatar and the batch size and reused for every batch.
+//! All buffers are made once for the avatar and the batch size and reused for every batch. The
+//! per-frame image work (decode, crop, pack; unpack, paste) is spread over the cores, on both sides
+//! of the generator call.
+
+use std::thread;
 
 use crate::audio::features::FRAME_WINDOW_LEN;
 use crate::audio::stream::FeatureStream;
@@ -15,45 +19,62 @@ pub struct FrameRequest {
     pub template: usize,
 }
 
-pub struct FrameSynth {
-    batch: usize,
+/// The scratch state of one thread of image work.
+struct Worker {
     decoder: JpegDecoder,
     compositor: Compositor,
-    crops: Vec<FaceCrop>,
-    /// Full frames, packed BGR rows of `3 × width` bytes, one per batch slot.
-    frames: Vec<Vec<u8>>,
+}
+
+/// Everything one batch slot owns.
+struct Slot {
+    crop: FaceCrop,
+    /// The full frame, packed BGR rows of `3 × width` bytes.
+    frame: Vec<u8>,
+}
+
+pub struct FrameSynth {
+    workers: Vec<Worker>,
+    slots: Vec<Slot>,
     images: Vec<f32>,
     audio: Vec<f32>,
     output: Vec<f32>,
-    width: usize,
-    height: usize,
 }
 
 impl FrameSynth {
     pub fn new(avatar: &Avatar, batch: usize) -> Result<Self, String> {
         let batch = batch.max(1);
-        let (width, height) = (avatar.width as usize, avatar.height as usize);
+        let threads = thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(batch);
+        let frame_len = 3 * avatar.width as usize * avatar.height as usize;
         Ok(Self {
-            batch,
-            decoder: JpegDecoder::new()?,
-            compositor: Compositor::new(),
-            crops: (0..batch).map(|_| FaceCrop::new()).collect(),
-            frames: vec![vec![0; 3 * width * height]; batch],
+            workers: (0..threads)
+                .map(|_| {
+                    Ok(Worker {
+                        decoder: JpegDecoder::new()?,
+                        compositor: Compositor::new(),
+                    })
+                })
+                .collect::<Result<_, String>>()?,
+            slots: (0..batch)
+                .map(|_| Slot {
+                    crop: FaceCrop::new(),
+                    frame: vec![0; frame_len],
+                })
+                .collect(),
             images: vec![0.0; batch * INPUT_LEN],
             audio: vec![0.0; batch * FRAME_WINDOW_LEN],
             output: vec![0.0; batch * OUTPUT_LEN],
-            width,
-            height,
         })
     }
 
     pub fn batch_size(&self) -> usize {
-        self.batch
+        self.slots.len()
     }
 
     /// The frame rendered into batch slot `slot`: packed BGR, `3 × width` bytes a row.
     pub fn frame(&self, slot: usize) -> &[u8] {
-        &self.frames[slot]
+        &self.slots[slot].frame
     }
 
     /// Decodes the templates of `requests` (at most the batch size) into their slots: the idle
@@ -63,18 +84,9 @@ impl FrameSynth {
         avatar: &Avatar,
         requests: &[FrameRequest],
     ) -> Result<(), String> {
-        assert!(
-            requests.len() <= self.batch,
-            "more frames than the batch holds"
-        );
-        let size = (avatar.width, avatar.height);
-        for (request, frame) in requests.iter().zip(&mut self.frames) {
-            let template = &avatar.frames[request.template];
-            self.decoder
-                .decode_bgr(&template.jpeg, frame, size, 3 * self.width)
-                .map_err(|err| format!("{}: {err}", template.file))?;
-        }
-        Ok(())
+        self.for_each_slot(requests, |worker, slot, request, _| {
+            decode(worker, slot, avatar, request)
+        })
     }
 
     /// Renders `requests` (at most the batch size) with one generator call over the batch.
@@ -86,41 +98,117 @@ impl FrameSynth {
         avatar: &Avatar,
         requests: &[FrameRequest],
         features: &FeatureStream,
-        mut generator: impl FnMut(&[f32], &[f32], &mut [f32]) -> Result<(), E>,
+        generator: impl FnOnce(&[f32], &[f32], &mut [f32]) -> Result<(), E>,
     ) -> Result<(), E> {
-        self.render_templates(avatar, requests)?;
         let n = requests.len();
-        let stride = 3 * self.width;
-        for (slot, request) in requests.iter().enumerate() {
-            let crop_box = avatar.frames[request.template].crop;
-            let frame = BgrImage::new(&self.frames[slot][..], self.width, self.height, stride);
-            self.compositor
-                .crop(&frame, crop_box, &mut self.crops[slot]);
-            compose::pack_input(
-                &self.crops[slot],
-                &mut self.images[slot * INPUT_LEN..(slot + 1) * INPUT_LEN],
-            );
-            features.write_frame_window(
-                request.frame,
-                &mut self.audio[slot * FRAME_WINDOW_LEN..(slot + 1) * FRAME_WINDOW_LEN],
-            );
-        }
+        let mut images = self.images.chunks_exact_mut(INPUT_LEN);
+        let mut audio = self.audio.chunks_exact_mut(FRAME_WINDOW_LEN);
+        let tensors: Vec<(&mut [f32], &mut [f32])> = (0..n)
+            .map(|_| (images.next().unwrap(), audio.next().unwrap()))
+            .collect();
+        for_each_slot(
+            &mut self.workers,
+            &mut self.slots,
+            requests,
+            tensors,
+            |worker, slot, request, (image, audio)| {
+                decode(worker, slot, avatar, request)?;
+                let frame = frame_image(&slot.frame, avatar);
+                let crop_box = avatar.frames[request.template].crop;
+                worker.compositor.crop(&frame, crop_box, &mut slot.crop);
+                compose::pack_input(&slot.crop, image);
+                features.write_frame_window(request.frame, audio);
+                Ok(())
+            },
+        )?;
         generator(
             &self.images[..n * INPUT_LEN],
             &self.audio[..n * FRAME_WINDOW_LEN],
             &mut self.output[..n * OUTPUT_LEN],
         )?;
-        for (slot, request) in requests.iter().enumerate() {
-            let crop_box = avatar.frames[request.template].crop;
-            compose::unpack_output(
-                &self.output[slot * OUTPUT_LEN..(slot + 1) * OUTPUT_LEN],
-                &mut self.crops[slot],
-            );
-            let mut frame =
-                BgrImage::new(&mut self.frames[slot][..], self.width, self.height, stride);
-            self.compositor
-                .paste(&self.crops[slot], &mut frame, crop_box);
-        }
+        let outputs: Vec<&[f32]> = self.output.chunks_exact(OUTPUT_LEN).take(n).collect();
+        for_each_slot(
+            &mut self.workers,
+            &mut self.slots,
+            requests,
+            outputs,
+            |worker, slot, request, output| {
+                compose::unpack_output(output, &mut slot.crop);
+                let (width, height) = (avatar.width as usize, avatar.height as usize);
+                let mut frame = BgrImage::new(&mut slot.frame[..], width, height, 3 * width);
+                let crop_box = avatar.frames[request.template].crop;
+                worker.compositor.paste(&slot.crop, &mut frame, crop_box);
+                Ok::<(), String>(())
+            },
+        )?;
         Ok(())
     }
+
+    fn for_each_slot(
+        &mut self,
+        requests: &[FrameRequest],
+        work: impl Fn(&mut Worker, &mut Slot, &FrameRequest, ()) -> Result<(), String> + Sync,
+    ) -> Result<(), String> {
+        let nothing = vec![(); requests.len()];
+        for_each_slot(&mut self.workers, &mut self.slots, requests, nothing, work)
+    }
+}
+
+/// Runs `work` on every requested slot with its own `extra`, the slots split between the workers.
+fn for_each_slot<T: Send, E: Send>(
+    workers: &mut [Worker],
+    slots: &mut [Slot],
+    requests: &[FrameRequest],
+    extra: Vec<T>,
+    work: impl Fn(&mut Worker, &mut Slot, &FrameRequest, T) -> Result<(), E> + Sync,
+) -> Result<(), E> {
+    assert!(
+        requests.len() <= slots.len(),
+        "more frames than the batch holds"
+    );
+    let per_worker = requests.len().div_ceil(workers.len()).max(1);
+    let mut extra = extra.into_iter();
+    thread::scope(|scope| {
+        let handles: Vec<_> =
+            workers
+                .iter_mut()
+                .zip(slots[..requests.len()].chunks_mut(per_worker))
+                .zip(requests.chunks(per_worker))
+                .map(|((worker, slots), requests)| {
+                    let extra: Vec<T> = extra.by_ref().take(slots.len()).collect();
+                    let work = &work;
+                    scope.spawn(move || {
+                        slots.iter_mut().zip(requests).zip(extra).try_for_each(
+                            |((slot, request), extra)| work(worker, slot, request, extra),
+                        )
+                    })
+                })
+                .collect();
+        handles
+            .into_iter()
+            .try_for_each(|handle| handle.join().expect("frame synthesis thread panicked"))
+    })
+}
+
+fn decode(
+    worker: &mut Worker,
+    slot: &mut Slot,
+    avatar: &Avatar,
+    request: &FrameRequest,
+) -> Result<(), String> {
+    let template = &avatar.frames[request.template];
+    worker
+        .decoder
+        .decode_bgr(
+            &template.jpeg,
+            &mut slot.frame,
+            (avatar.width, avatar.height),
+            3 * avatar.width as usize,
+        )
+        .map_err(|err| format!("{}: {err}", template.file))
+}
+
+fn frame_image<'a>(frame: &'a [u8], avatar: &Avatar) -> BgrImage<&'a [u8]> {
+    let (width, height) = (avatar.width as usize, avatar.height as usize);
+    BgrImage::new(frame, width, height, 3 * width)
 }

@@ -7,11 +7,12 @@ SyncTalk_2D "ave" tensor contract (shared/spec/synctalk-inference.md, sections
 1-3), so the element runs them through the same code path as a trained model:
 
 audio encoder   mel  float32 [batch,1,80,16]  ->  emb  float32 [batch,512] (>= 0)
-    The 16 mel columns of the window (12.5 ms apart; column 0 starts at the
-    video frame's time) are turned back into linear amplitude,
+    The 16 mel columns of the window (12.5 ms apart, each a 50 ms STFT
+    frame; column 0 is centred on the video frame's start, or up to 10 ms
+    before it) are turned back into linear amplitude,
     exp(K * (mel - 4)) with K = ln(10) / 20 * 12.5 (one mel unit is 12.5 dB),
     and averaged over three mel bands by a Conv with fixed weights:
-        emb[ 0:16]  loudness      bins  8..59  (380..3600 Hz), per column
+        emb[ 0:16]  loudness      bins  3..59  (200..3600 Hz), per column
         emb[16:32]  low band      bins  6..24  (270..950 Hz, first formant)
         emb[32:48]  high band     bins 34..58  (1400..3350 Hz, F2/F3)
         emb[48:512] zeros
@@ -27,12 +28,20 @@ generator   input float32 [batch,6,320,320] (B,G,R in [0,1]; channels 3-5, the
        (r - 9) * 40 ms + t * 12.5 ms from the frame.  Per column, the level
        above the silence threshold, relu(loudness - SILENCE_LEVEL), is
        averaged over columns 0..3 of each row (about the row's own 40 ms) and
-       over the rows 7..11 with the weights 0.25, 0.75, 1, 0.5, 0.15
+       over the rows 7..11 with the weights 0.25, 0.75, 1, 0.4, 0.1
        (normalised; a raised cosine around the frame's own 40 ms, row 9,
        with a shorter future side): a ~100 ms smoothing window, so the mouth
        cannot flicker.  Rows outside the stream are zeros, i.e. silence.
-           openness = tanh(relu(level - DEAD_ZONE) * OPEN_GAIN) ** OPEN_POWER
+           openness = tanh(relu(level - DEAD_ZONE) * boost * OPEN_GAIN) ** OPEN_POWER
+                      * gate
        is in [0, 1), exactly 0 in silence, and saturates for loud speech.
+       boost = clip(AGC_REF / loudest row of the window, 1, AGC_MAX) lifts
+       quiet speech (up to 12 dB) towards the level of the bundled clip.
+       gate = smoothstep of the frame's own loudness (row 9, columns 2..3,
+       not smoothed) between GATE_LO and GATE_HI: the smoothing must not
+       hold the mouth open into a pause, so the lips shut on the first
+       frame whose own audio is silent (they open at most one frame before a
+       phrase, from the rows after it).
        SILENCE_LEVEL is about -70 dB below the mel's full scale, roughly a
        40 ms RMS of -40 dBFS for espeak-like speech.
     2. Shape.  The same weights average the two band amplitudes;
@@ -83,20 +92,32 @@ SIZE = 320                     # generator crop
 # ------------------------------------------------------------- audio features
 MEL_K = math.log(10.0) / 20.0 * 12.5   # mel unit -> ln(amplitude)
 LEVEL_GAIN = 250.0             # about 48 dB: loud speech -> ~1
-BANDS = ((8, 60), (6, 25), (34, 59))   # [lo, hi) mel bins: loudness, low, high
+BANDS = ((3, 60), (6, 25), (34, 59))   # [lo, hi) mel bins: loudness, low, high
 STEPS = 16                     # mel columns per window
 FEATURES = 512
 
 # ------------------------------------------------------------- openness
 SILENCE_LEVEL = 0.08           # per column, ~ -70 dB re mel full scale (about -40 dBFS RMS)
-# raised-cosine-like, centred between rows 8 and 9 (centroid 8.8); the future side
+# raised-cosine-like, centred between rows 8 and 9 (centroid 8.7); the future side
 # (rows 10, 11) is shorter than the past so the lips part at most one frame
-# before a phrase starts, while they close over ~100 ms after it ends
-ROW_WEIGHTS = {7: 0.25, 8: 0.75, 9: 1.0, 10: 0.5, 11: 0.15}
+# before a phrase starts (the gate below shuts them when it ends)
+ROW_WEIGHTS = {7: 0.25, 8: 0.75, 9: 1.0, 10: 0.4, 11: 0.1}
 ROW_COLUMNS = (0, 1, 2, 3)     # the row's own ~40 ms (+ the STFT half-window)
-DEAD_ZONE = 0.08               # smoothed level that still keeps the lips shut
+DEAD_ZONE = 0.10               # smoothed level that still keeps the lips shut
 OPEN_GAIN = 2.0                # tanh(2 * level) ...
 OPEN_POWER = 1.5               # ... ** 1.5: small levels give small openings; loud speech ~ 0.8
+# Quiet speech: the level above DEAD_ZONE is multiplied by clip(AGC_REF / loudest, 1, AGC_MAX), where
+# loudest is the highest per-row mean loudness of the 16-row window (~640 ms), so
+# speech up to 12 dB quieter than the bundled clip still opens the mouth; normal
+# and loud speech (loudest >= AGC_REF) is left as it is.
+AGC_REF = 0.8
+AGC_MAX = 4.0
+# Release gate: the opening is multiplied by a ramp of the frame's own loudness
+# (row 9, columns 2..3: from ~10 ms before to ~60 ms after the frame's start),
+# 0 below GATE_LO and 1 above GATE_HI, so the lips shut on the first silent
+# frame after a phrase instead of trailing the smoothing window into the pause.
+GATE_COLUMNS = (2, 3)
+GATE_LO, GATE_HI = 0.02, 0.06  # about -45 dBFS .. -38 dBFS of 40 ms RMS for espeak-like speech
 BALANCE_MID = 0.0              # ln(high/low): median over speech of the test clips is ~0
 BALANCE_GAIN = 1.0             # 5..95 % of speech frames: ln(high/low) in about -1.4 .. +1.4
 
@@ -189,6 +210,7 @@ class T:
     def __mul__(self, o): return self._bin("Mul", o)
     def __rmul__(self, o): return self._bin("Mul", o, True)
     def __truediv__(self, o): return self._bin("Div", o)
+    def __rtruediv__(self, o): return self._bin("Div", o, True)
     def __neg__(self): return self.g.op("Neg", [self])
 
 
@@ -265,6 +287,14 @@ def window_weights():
     return w.reshape(16 * len(BANDS) * STEPS, 3).astype(np.float32)
 
 
+def gate_weights():
+    """[16*48, 1]: mean loudness of row 9, columns GATE_COLUMNS (not thresholded)."""
+    w = np.zeros((16, len(BANDS), STEPS, 1), np.float64)
+    for t in GATE_COLUMNS:
+        w[9, 0, t, 0] = 1.0 / len(GATE_COLUMNS)
+    return w.reshape(-1, 1).astype(np.float32)
+
+
 def threshold_vector():
     """Subtracted before the relu: SILENCE_LEVEL on loudness columns, 0 on the bands."""
     v = np.zeros((16, len(BANDS), STEPS), np.float32)
@@ -307,6 +337,7 @@ def build_generator():
     flat = reshape(feats, [-1, 16 * len(BANDS) * STEPS])
     above = relu(flat - g.const(threshold_vector(), "silence"))
     summary = g.op("MatMul", [above, g.const(window_weights(), "window")])  # [B,3]
+    own = reshape(g.op("MatMul", [flat, g.const(gate_weights(), "gate")]), [-1, 1, 1, 1])
 
     def pick(i):
         part = g.op("Slice", [summary, g.const(np.array([i], np.int64)),
@@ -314,7 +345,13 @@ def build_generator():
         return reshape(part, [-1, 1, 1, 1])
 
     level, low, high = pick(0), pick(1), pick(2)
-    openness = power(tanh(relu(level - DEAD_ZONE) * OPEN_GAIN), OPEN_POWER)
+    loudness = g.op("Slice", [feats, g.const(np.array([0], np.int64)), g.const(np.array([STEPS], np.int64)),
+                              g.const(np.array([2], np.int64))])     # [B,16,16]: rows x columns
+    loudest = g.op("ReduceMax", [g.op("ReduceMean", [loudness], axes=[2], keepdims=0)], axes=[1], keepdims=1)
+    boost = g.op("Clip", [AGC_REF / maximum(reshape(loudest, [-1, 1, 1, 1]), 1e-6),
+                          g.const(np.float32(1.0)), g.const(np.float32(AGC_MAX))])
+    gate = smoothstep((own - GATE_LO) / (GATE_HI - GATE_LO))
+    openness = power(tanh(relu(level - DEAD_ZONE) * boost * OPEN_GAIN), OPEN_POWER) * gate
     shape = tanh((log(high + 1e-4) - log(low + 1e-4) - BALANCE_MID) * BALANCE_GAIN)
 
     # --- geometry of the opening
@@ -410,7 +447,7 @@ def check(enc_path, gen_path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = os.path.dirname(os.path.abspath(__file__))
-    ap.add_argument("--out", default=os.path.join(here, "..", "models", "demo", "models"))
+    ap.add_argument("--out", default=os.path.normpath(os.path.join(here, "..", "models", "demo", "models")))
     ap.add_argument("--check", action="store_true", help="run the models once with onnxruntime")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)

@@ -16,12 +16,17 @@
 #
 # requires: espeak-ng, gst-launch-1.0 (gstreamer1.0-tools, -plugins-base,
 #           -plugins-good), python3 (standard library only)
-# usage:    tools/make_speech_clip.sh [OUTPUT.wav]     (default models/demo/speech.wav)
+# usage:    tools/make_speech_clip.sh [OUTPUT.wav [PHRASE...]]   (default models/demo/speech.wav
+#           and the three phrases below); VOICE=<espeak-ng voice> picks another voice, e.g.
+#           VOICE=de tools/make_speech_clip.sh tests/data/other_voice.wav "Guten Tag." "Wie geht es?"
+#           makes the clip the tests check the demo models on (a voice and language the demo
+#           models were not tuned on).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 OUT=${1:-models/demo/speech.wav}
-VOICE=en-us
+shift || true
+VOICE=${VOICE:-en-us}
 RATE=150
 
 PHRASES=(
@@ -29,6 +34,9 @@ PHRASES=(
   "I turn your speech into a lip synced video."
   "Thanks for watching!"
 )
+if [ $# -gt 0 ]; then
+  PHRASES=("$@")
+fi
 
 for tool in espeak-ng gst-launch-1.0 python3; do
   command -v "$tool" >/dev/null || { echo "error: $tool not found" >&2; exit 1; }

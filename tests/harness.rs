@@ -2,13 +2,27 @@
 
 mod common;
 
-use common::{AUDIO_CAPS, FRAME_NS, SAMPLE_RATE, audio_buffer, init};
+use common::{AUDIO_CAPS, FRAME_NS, SAMPLE_RATE, audio_buffer, init, make_avatar};
 use gst::prelude::*;
 use gst_check::Harness;
 
+/// The element with the built-in avatar and its demo models.
 fn harness() -> Harness {
     init();
     let mut h = Harness::new("talkinghead");
+    h.set_src_caps_str(AUDIO_CAPS);
+    h
+}
+
+/// The element with an avatar that has no models: frames need no audio look-ahead.
+fn harness_without_models(name: &str) -> Harness {
+    init();
+    let avatar = make_avatar(name, 3, (64, 64), 0, 0);
+    let element = gst::ElementFactory::make("talkinghead")
+        .property("avatar", avatar.to_str().unwrap())
+        .build()
+        .unwrap();
+    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
     h.set_src_caps_str(AUDIO_CAPS);
     h
 }
@@ -105,7 +119,7 @@ fn a_gap_is_filled_with_frames() {
 
 #[test]
 fn a_flush_drops_queued_frames_and_restarts_the_grid() {
-    let mut h = harness();
+    let mut h = harness_without_models("flush");
     // Every push downstream now waits for a pull, so frames pile up in the element.
     h.set_blocking_push_mode();
     push_audio(&mut h, 0, 8 * 640, 8 * 640);
@@ -175,8 +189,20 @@ fn upstream_latency_passes_through_when_not_live() {
 
 #[test]
 fn live_latency_adds_one_frame_of_rendering() {
-    let mut h = harness();
+    let mut h = harness_without_models("latency");
     h.set_live(true);
     h.set_upstream_latency(gst::ClockTime::from_mseconds(30));
     assert_eq!(h.query_latency(), Some(gst::ClockTime::from_mseconds(70)));
+}
+
+#[test]
+fn live_latency_with_models_adds_the_feature_look_ahead() {
+    let mut h = harness();
+    h.set_live(true);
+    h.set_upstream_latency(gst::ClockTime::from_mseconds(30));
+    // 30 ms upstream + 7240 samples (452.5 ms) of look-ahead + 40 ms to render.
+    assert_eq!(
+        h.query_latency(),
+        Some(gst::ClockTime::from_useconds(522_500))
+    );
 }

@@ -874,10 +874,9 @@ impl TalkingHead {
         Ok(pool)
     }
 
-    /// Loads what the current settings name, unless it already is, and makes the engine.
-    fn prepare(&self) -> Result<(), gst::ErrorMessage> {
-        let settings = self.settings.lock().unwrap().clone();
-        let wanted = settings.wanted();
+    /// Loads and checks what the current settings name, unless it already is.
+    fn load_resources(&self) -> Result<(), gst::ErrorMessage> {
+        let wanted = self.settings.lock().unwrap().wanted();
         let mut loaded = self.resources.lock().unwrap();
         if loaded
             .as_ref()
@@ -891,20 +890,29 @@ impl TalkingHead {
             }
             *loaded = Some(resources);
         }
-        let resources = loaded.as_ref().expect("just loaded");
-        let synth = FrameSynth::new(&resources.avatar, settings.batch_size as usize)
+        Ok(())
+    }
+
+    /// Makes the per-stream state and the engine for the loaded resources.
+    fn start_engine(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        let loaded = self.resources.lock().unwrap();
+        let resources = loaded
+            .as_ref()
+            .expect("resources load before the engine starts");
+        let batch_size = settings.batch_size as usize;
+        let synth = FrameSynth::new(&resources.avatar, batch_size)
             .map_err(|err| gst::error_msg!(gst::LibraryError::Init, ("{err}")))?;
-        let has_models = resources.models.is_some();
         *self.state.lock().unwrap() = State::new(
             Some(resources.avatar.clone()),
             settings.start_frame,
-            has_models,
+            resources.models.is_some(),
         );
-        self.output.lock().unwrap().max_frames = QUEUED_BATCHES * settings.batch_size as usize;
+        self.output.lock().unwrap().max_frames = QUEUED_BATCHES * batch_size;
         self.renderer.lock().unwrap().engine = Some(Engine {
             avatar: resources.avatar.clone(),
             models: resources.models.clone(),
-            features: FeatureStream::new(settings.batch_size as usize),
+            features: FeatureStream::new(batch_size),
             synth,
             samples: Vec::new(),
         });
@@ -1141,11 +1149,20 @@ impl ElementImpl for TalkingHead {
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         gst::trace!(CAT, imp = self, "Changing state {transition:?}");
         match transition {
-            gst::StateChange::NullToReady | gst::StateChange::ReadyToPaused => {
-                self.prepare().map_err(|err| {
+            gst::StateChange::NullToReady => {
+                self.load_resources().map_err(|err| {
                     self.post_error_message(err);
                     gst::StateChangeError
                 })?;
+            }
+            // Properties may have changed in READY.
+            gst::StateChange::ReadyToPaused => {
+                self.load_resources()
+                    .and_then(|()| self.start_engine())
+                    .map_err(|err| {
+                        self.post_error_message(err);
+                        gst::StateChangeError
+                    })?;
             }
             _ => (),
         }

@@ -206,3 +206,59 @@ fn live_latency_with_models_adds_the_feature_look_ahead() {
         Some(gst::ClockTime::from_useconds(522_500))
     );
 }
+
+#[test]
+fn empty_huge_and_untimed_buffers_keep_the_grid() {
+    let mut h = harness_without_models("buffers");
+    h.push(audio_buffer(0, 0)).unwrap();
+    // One minute in one buffer, then a buffer without timestamps.
+    h.push(audio_buffer(0, 60 * SAMPLE_RATE)).unwrap();
+    let mut untimed = audio_buffer(0, 640);
+    untimed.make_mut().set_pts(gst::ClockTime::NONE);
+    h.push(untimed).unwrap();
+    assert!(h.push_event(gst::event::Eos::new()));
+    let buffers = pull_all(&mut h);
+    assert_eq!(buffers.len(), 60 * 25 + 1);
+    assert_frame_grid(&buffers, 0);
+}
+
+/// F32 audio with the given samples, at sample `offset`.
+fn f32_buffer(offset: u64, samples: &[f32]) -> gst::Buffer {
+    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut buffer = gst::Buffer::from_mut_slice(bytes);
+    buffer.make_mut().set_pts(gst::ClockTime::from_nseconds(
+        offset * 1_000_000_000 / SAMPLE_RATE,
+    ));
+    buffer
+}
+
+#[test]
+fn non_finite_samples_are_treated_as_silence() {
+    let speech: Vec<f32> = (0..2 * SAMPLE_RATE as usize)
+        .map(|n| 0.3 * (n as f32 * 0.05).sin() * ((n / 4000) % 2) as f32)
+        .collect();
+    let mut broken = speech.clone();
+    for (n, sample) in broken.iter_mut().enumerate().skip(5000).step_by(97) {
+        *sample = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][n % 3];
+    }
+    let mut zeroed = speech;
+    for sample in zeroed.iter_mut().skip(5000).step_by(97) {
+        *sample = 0.0;
+    }
+    let render = |samples: &[f32]| {
+        let mut h = harness();
+        h.set_src_caps_str("audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved");
+        h.push(f32_buffer(0, samples)).unwrap();
+        assert!(h.push_event(gst::event::Eos::new()));
+        pull_all(&mut h)
+            .iter()
+            .map(|buffer| buffer.map_readable().unwrap().to_vec())
+            .collect::<Vec<_>>()
+    };
+    let (from_broken, from_zeroed) = (render(&broken), render(&zeroed));
+    assert_eq!(from_broken.len(), 50);
+    assert!(
+        from_broken == from_zeroed,
+        "non-finite samples changed the frames"
+    );
+}

@@ -50,13 +50,16 @@ pub fn load(wanted: &Wanted) -> Result<Resources, String> {
     )];
     notes.extend(avatar.warnings.iter().cloned());
 
+    // The demo models drive the demo avatar only as a pair: never next to a model of the user's.
+    let neither_set = wanted.generator.is_none() && wanted.audio_encoder.is_none();
     let in_avatar = |relative: &'static str| match &wanted.avatar {
         Some(root) => Some(root.join(relative))
             .filter(|path| path.exists())
             .map(ModelFile::Path),
-        None => avatar::DEMO
+        None if neither_set => avatar::DEMO
             .get_file(relative)
             .map(|file| ModelFile::Builtin(relative, file.contents())),
+        None => None,
     };
     let generator = wanted
         .generator

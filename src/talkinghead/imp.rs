@@ -14,8 +14,8 @@
 //! without, once its first sample is.
 //!
 //! Lock order, where more than one is held: `settings` → `resources` → `state` → `output`.
-//! `renderer` is taken only by the source pad task (and by state changes while the task is
-//! stopped), never together with another lock. No lock is held across a push, and `output` is
+//! `renderer` is taken by the source pad task (and by state changes while the task is stopped),
+//! never together with another lock. No lock is held across a push, and `output` is
 //! released while waiting on its condition variable.
 
 use std::collections::VecDeque;
@@ -896,22 +896,22 @@ impl TalkingHead {
     /// Makes the per-stream state and the engine for the loaded resources.
     fn start_engine(&self) -> Result<(), gst::ErrorMessage> {
         let settings = self.settings.lock().unwrap().clone();
-        let loaded = self.resources.lock().unwrap();
-        let resources = loaded
-            .as_ref()
-            .expect("resources load before the engine starts");
+        let (avatar, models) = {
+            let loaded = self.resources.lock().unwrap();
+            let resources = loaded
+                .as_ref()
+                .expect("resources load before the engine starts");
+            (resources.avatar.clone(), resources.models.clone())
+        };
         let batch_size = settings.batch_size as usize;
-        let synth = FrameSynth::new(&resources.avatar, batch_size)
+        let synth = FrameSynth::new(&avatar, batch_size)
             .map_err(|err| gst::error_msg!(gst::LibraryError::Init, ("{err}")))?;
-        *self.state.lock().unwrap() = State::new(
-            Some(resources.avatar.clone()),
-            settings.start_frame,
-            resources.models.is_some(),
-        );
+        *self.state.lock().unwrap() =
+            State::new(Some(avatar.clone()), settings.start_frame, models.is_some());
         self.output.lock().unwrap().max_frames = QUEUED_BATCHES * batch_size;
         self.renderer.lock().unwrap().engine = Some(Engine {
-            avatar: resources.avatar.clone(),
-            models: resources.models.clone(),
+            avatar,
+            models,
             features: FeatureStream::new(batch_size),
             synth,
             samples: Vec::new(),

@@ -262,3 +262,31 @@ fn non_finite_samples_are_treated_as_silence() {
         "non-finite samples changed the frames"
     );
 }
+
+fn stats(h: &Harness) -> gst::Structure {
+    h.element().unwrap().property::<gst::Structure>("stats")
+}
+
+#[test]
+fn stats_count_inferred_and_template_frames() {
+    for (mut h, inferred) in [(harness(), true), (harness_without_models("stats"), false)] {
+        push_audio(&mut h, 0, 4 * SAMPLE_RATE, 1600);
+        assert!(h.push_event(gst::event::Eos::new()));
+        assert_eq!(pull_all(&mut h).len(), 100);
+        let stats = stats(&h);
+        assert_eq!(stats.get::<u64>("frames-out").unwrap(), 100, "{stats}");
+        let (models, template) = if inferred { (100, 0) } else { (0, 100) };
+        assert_eq!(
+            stats.get::<u64>("frames-inferred").unwrap(),
+            models,
+            "{stats}"
+        );
+        assert_eq!(
+            stats.get::<u64>("frames-template").unwrap(),
+            template,
+            "{stats}"
+        );
+        assert_eq!(stats.get::<u32>("batch-size").unwrap(), 8);
+        assert!(stats.get::<f64>("render-fps").unwrap() > 0.0, "{stats}");
+    }
+}

@@ -15,7 +15,7 @@
 //!
 //! Lock order, where more than one is held: `settings` → `resources` → `state` → `output`.
 //! `renderer` is taken by the source pad task (and by state changes while the task is stopped),
-//! never together with another lock. No lock is held across a push, and `output` is
+//! never together with another lock; `stats` is only ever taken alone. No lock is held across a push, and `output` is
 //! released while waiting on its condition variable.
 
 use std::collections::VecDeque;
@@ -311,6 +311,46 @@ impl Drop for OutputFormat {
     }
 }
 
+/// Counters for the `stats` property.
+#[derive(Default)]
+struct Stats {
+    frames_out: u64,
+    frames_inferred: u64,
+    frames_template: u64,
+    last_batch: u32,
+    /// Time spent rendering (features, generator, composition, conversion).
+    render_time: std::time::Duration,
+    frames_rendered: u64,
+    first_output: Option<std::time::Instant>,
+}
+
+impl Stats {
+    fn to_structure(&self, batch_size: u32) -> gst::Structure {
+        let per_second = |frames: u64, seconds: f64| {
+            if seconds > 0.0 {
+                frames as f64 / seconds
+            } else {
+                0.0
+            }
+        };
+        let since_first = self
+            .first_output
+            .map_or(0.0, |first| first.elapsed().as_secs_f64());
+        gst::Structure::builder("application/x-talkinghead-stats")
+            .field("frames-out", self.frames_out)
+            .field("frames-inferred", self.frames_inferred)
+            .field("frames-template", self.frames_template)
+            .field("batch-size", batch_size)
+            .field("last-batch", self.last_batch)
+            .field(
+                "render-fps",
+                per_second(self.frames_rendered, self.render_time.as_secs_f64()),
+            )
+            .field("output-fps", per_second(self.frames_out, since_first))
+            .build()
+    }
+}
+
 pub struct TalkingHead {
     sinkpad: gst::Pad,
     srcpad: gst::Pad,
@@ -321,6 +361,7 @@ pub struct TalkingHead {
     output: Mutex<Output>,
     output_changed: Condvar,
     renderer: Mutex<Renderer>,
+    stats: Mutex<Stats>,
 }
 
 impl TalkingHead {
@@ -693,7 +734,8 @@ impl TalkingHead {
             }
         }
 
-        let buffers = {
+        let started = std::time::Instant::now();
+        let (buffers, inferred) = {
             let mut renderer = self.renderer.lock().unwrap();
             let Renderer { engine, format } = &mut *renderer;
             let (Some(engine), Some(format)) = (engine.as_mut(), format.as_mut()) else {
@@ -710,12 +752,25 @@ impl TalkingHead {
                 gst::element_imp_error!(self, gst::StreamError::Failed, ("{err}"));
                 return Err(gst::FlowError::Error);
             }
-            frames
+            let buffers = frames
                 .iter()
                 .enumerate()
                 .map(|(slot, frame)| self.output_buffer(format, engine.synth.frame(slot), frame))
-                .collect::<Result<Vec<_>, _>>()?
+                .collect::<Result<Vec<_>, _>>()?;
+            (buffers, engine.models.is_some())
         };
+        {
+            let mut stats = self.stats.lock().unwrap();
+            let count = buffers.len() as u64;
+            stats.render_time += started.elapsed();
+            stats.frames_rendered += count;
+            stats.last_batch = count as u32;
+            if inferred {
+                stats.frames_inferred += count;
+            } else {
+                stats.frames_template += count;
+            }
+        }
         let discont = std::mem::take(&mut self.output.lock().unwrap().discont);
         for (n, mut buffer) in buffers.into_iter().enumerate() {
             if n == 0 && discont {
@@ -723,6 +778,11 @@ impl TalkingHead {
             }
             gst::trace!(CAT, imp = self, "Pushing {buffer:?}");
             self.srcpad.push(buffer)?;
+            let mut stats = self.stats.lock().unwrap();
+            stats.frames_out += 1;
+            stats
+                .first_output
+                .get_or_insert_with(std::time::Instant::now);
         }
         Ok(gst::FlowSuccess::Ok)
     }
@@ -909,6 +969,7 @@ impl TalkingHead {
         *self.state.lock().unwrap() =
             State::new(Some(avatar.clone()), settings.start_frame, models.is_some());
         self.output.lock().unwrap().max_frames = QUEUED_BATCHES * batch_size;
+        *self.stats.lock().unwrap() = Stats::default();
         self.renderer.lock().unwrap().engine = Some(Engine {
             avatar,
             models,
@@ -986,6 +1047,7 @@ impl ObjectSubclass for TalkingHead {
             }),
             output_changed: Condvar::new(),
             renderer: Mutex::new(Renderer::default()),
+            stats: Mutex::new(Stats::default()),
         }
     }
 }
@@ -1044,6 +1106,16 @@ impl ObjectImpl for TalkingHead {
                     .default_value(DEFAULT_BATCH_SIZE)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb(
+                        "Since the element last started: frames-out, frames-inferred (through \
+                         the models), frames-template (the avatar's template alone), batch-size, \
+                         last-batch, render-fps (frames per second of rendering time) and \
+                         output-fps (frames per second since the first frame went out)",
+                    )
+                    .read_only()
+                    .build(),
                 glib::ParamSpecUInt::builder("start-frame")
                     .nick("Start frame")
                     .blurb(
@@ -1085,6 +1157,12 @@ impl ObjectImpl for TalkingHead {
             "audio-encoder" => settings.audio_encoder.to_value(),
             "ort-library" => settings.ort_library.to_value(),
             "batch-size" => settings.batch_size.to_value(),
+            "stats" => self
+                .stats
+                .lock()
+                .unwrap()
+                .to_structure(settings.batch_size)
+                .to_value(),
             _ => unreachable!(),
         }
     }

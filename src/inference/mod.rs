@@ -14,7 +14,7 @@ use std::fmt;
 use std::path::Path;
 
 pub use contract::{AUDIO_FEATURES_LEN, EMBEDDING_LEN, FACE_LEN, IMAGE_LEN, MEL_WINDOW_LEN};
-pub use models::{AudioEncoder, Generator};
+pub use models::{AudioEncoder, Generator, ModelSource};
 pub use runtime::{environment, find_library};
 
 /// A problem with a model or the runtime, naming the file and (where it applies) the tensor.

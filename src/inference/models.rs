@@ -1,7 +1,7 @@
 //! ONNX Runtime sessions for the audio encoder and the U-Net generator.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ort::environment::Environment;
 use ort::session::Session;
@@ -13,6 +13,24 @@ use super::contract::{
     MEL_WINDOW_LEN, TensorDecl,
 };
 use super::{InferenceError, SessionOptions};
+
+/// Where a model is read from: a file, or bytes in memory (the built-in demo's models).
+pub enum ModelSource<'a> {
+    File(&'a Path),
+    Memory { name: &'a str, bytes: &'a [u8] },
+}
+
+impl<'a> From<&'a Path> for ModelSource<'a> {
+    fn from(path: &'a Path) -> Self {
+        ModelSource::File(path)
+    }
+}
+
+impl<'a> From<&'a PathBuf> for ModelSource<'a> {
+    fn from(path: &'a PathBuf) -> Self {
+        ModelSource::File(path)
+    }
+}
 
 /// The audio encoder: [N,1,80,16] f32 mel windows → [N,512] f32 embeddings.
 #[derive(Debug)]
@@ -26,25 +44,12 @@ impl AudioEncoder {
     /// (or any name when the model has exactly one input and one output); output names: `emb`,
     /// `features`, `audio_features` (or the single output). Shapes [batch,1,80,16] →
     /// [batch,512], float32, the batch dynamic or fixed to 1.
-    pub fn load(
-        path: &Path,
+    pub fn load<'a>(
+        source: impl Into<ModelSource<'a>>,
         env: &Environment,
         options: &SessionOptions,
     ) -> Result<Self, InferenceError> {
-        Self::checked(Model::load(path, env, options)?)
-    }
-
-    /// Loads a model held in memory (the built-in demo's); `name` names it in messages.
-    pub fn from_memory(
-        name: &str,
-        bytes: &[u8],
-        env: &Environment,
-        options: &SessionOptions,
-    ) -> Result<Self, InferenceError> {
-        Self::checked(Model::from_memory(name, bytes, env, options)?)
-    }
-
-    fn checked(model: Model) -> Result<Self, InferenceError> {
+        let model = Model::open(source.into(), env, options)?;
         let io = contract::encoder_io(&model.inputs(), &model.outputs())
             .map_err(|message| model.error(message))?;
         Ok(AudioEncoder { model, io })
@@ -98,25 +103,12 @@ impl Generator {
     /// `audio_input`, output `output` (or the single output); when the input names are not
     /// known, the two inputs are told apart by their channel count (6 vs 32), in either order.
     /// Float32, the batch dynamic or fixed to 1.
-    pub fn load(
-        path: &Path,
+    pub fn load<'a>(
+        source: impl Into<ModelSource<'a>>,
         env: &Environment,
         options: &SessionOptions,
     ) -> Result<Self, InferenceError> {
-        Self::checked(Model::load(path, env, options)?)
-    }
-
-    /// Loads a model held in memory (the built-in demo's); `name` names it in messages.
-    pub fn from_memory(
-        name: &str,
-        bytes: &[u8],
-        env: &Environment,
-        options: &SessionOptions,
-    ) -> Result<Self, InferenceError> {
-        Self::checked(Model::from_memory(name, bytes, env, options)?)
-    }
-
-    fn checked(model: Model) -> Result<Self, InferenceError> {
+        let model = Model::open(source.into(), env, options)?;
         let io = contract::generator_io(&model.inputs(), &model.outputs())
             .map_err(|message| model.error(message))?;
         Ok(Generator { model, io })
@@ -183,42 +175,37 @@ struct Model {
 }
 
 impl Model {
-    fn load(
-        path: &Path,
+    fn open(
+        source: ModelSource<'_>,
         env: &Environment,
         options: &SessionOptions,
     ) -> Result<Self, InferenceError> {
-        let error = |message: String| InferenceError::new(path, message);
-        // ONNX Runtime's own message for a missing file is a bare "Load model failed"; say why.
-        let metadata =
-            fs::metadata(path).map_err(|e| error(format!("cannot open the model: {e}")))?;
-        if !metadata.is_file() {
-            return Err(error("cannot open the model: not a regular file".into()));
-        }
-        let session = build_session(path, env, options)
-            .map_err(|e| error(format!("cannot load the model with ONNX Runtime: {e}")))?;
-        Ok(Model {
-            session,
-            file: path.display().to_string(),
-        })
-    }
-
-    fn from_memory(
-        name: &str,
-        bytes: &[u8],
-        env: &Environment,
-        options: &SessionOptions,
-    ) -> Result<Self, InferenceError> {
-        let session = session_builder(env, options)
-            .and_then(|mut builder| builder.commit_from_memory(bytes))
-            .map_err(|e| InferenceError {
-                file: name.to_owned(),
-                message: format!("cannot load the model with ONNX Runtime: {e}"),
-            })?;
-        Ok(Model {
-            session,
-            file: name.to_owned(),
-        })
+        let (file, session) = match source {
+            ModelSource::File(path) => {
+                let error = |message: String| InferenceError::new(path, message);
+                // ONNX Runtime's own message for a missing file is a bare "Load model failed";
+                // say why.
+                let metadata =
+                    fs::metadata(path).map_err(|e| error(format!("cannot open the model: {e}")))?;
+                if !metadata.is_file() {
+                    return Err(error("cannot open the model: not a regular file".into()));
+                }
+                let session = session_builder(env, options)
+                    .and_then(|mut builder| builder.commit_from_file(path))
+                    .map_err(|e| error(format!("cannot load the model with ONNX Runtime: {e}")))?;
+                (path.display().to_string(), session)
+            }
+            ModelSource::Memory { name, bytes } => {
+                let session = session_builder(env, options)
+                    .and_then(|mut builder| builder.commit_from_memory(bytes))
+                    .map_err(|e| InferenceError {
+                        file: name.to_owned(),
+                        message: format!("cannot load the model with ONNX Runtime: {e}"),
+                    })?;
+                (name.to_owned(), session)
+            }
+        };
+        Ok(Model { session, file })
     }
 
     fn inputs(&self) -> Vec<TensorDecl> {
@@ -265,10 +252,6 @@ impl Model {
 /// `Level3` is ONNX Runtime's layout level (NCHWc convolutions on x86); all that `All` adds on
 /// top (ONNX Runtime ≥ 1.22) is folding float16 weights into float32 for the CPU, which float32
 /// models never have.
-fn build_session(path: &Path, env: &Environment, options: &SessionOptions) -> ort::Result<Session> {
-    session_builder(env, options)?.commit_from_file(path)
-}
-
 fn session_builder(env: &Environment, options: &SessionOptions) -> ort::Result<SessionBuilder> {
     let mut builder =
         Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::Level3)?;

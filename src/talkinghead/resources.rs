@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::avatar::{self, Avatar, Source};
-use crate::inference::{self, AudioEncoder, Generator, SessionOptions};
+use crate::inference::{self, AudioEncoder, Generator, ModelSource, SessionOptions};
 
 /// Where the models are looked for in an avatar folder when not set explicitly.
 pub const GENERATOR_IN_AVATAR: &str = "models/generator.onnx";
@@ -124,6 +124,14 @@ impl ModelFile {
             ModelFile::Builtin(name, _) => format!("<built-in demo avatar>/{name}"),
         }
     }
+
+    /// Where ONNX Runtime reads it from; `name` names it in messages.
+    fn source<'a>(&'a self, name: &'a str) -> ModelSource<'a> {
+        match self {
+            ModelFile::Path(path) => ModelSource::File(path),
+            ModelFile::Builtin(_, bytes) => ModelSource::Memory { name, bytes },
+        }
+    }
 }
 
 fn load_models(
@@ -136,18 +144,8 @@ fn load_models(
     let env = inference::environment(&library).map_err(fail)?;
     let options = SessionOptions { intra_threads: 0 };
     let (encoder_name, generator_name) = (encoder.describe(), generator.describe());
-    let encoder = match encoder {
-        ModelFile::Path(path) => AudioEncoder::load(path, env, &options),
-        ModelFile::Builtin(_, bytes) => {
-            AudioEncoder::from_memory(&encoder_name, bytes, env, &options)
-        }
-    };
-    let generator = match generator {
-        ModelFile::Path(path) => Generator::load(path, env, &options),
-        ModelFile::Builtin(_, bytes) => {
-            Generator::from_memory(&generator_name, bytes, env, &options)
-        }
-    };
+    let encoder = AudioEncoder::load(encoder.source(&encoder_name), env, &options);
+    let generator = Generator::load(generator.source(&generator_name), env, &options);
     Ok(Models {
         encoder: encoder.map_err(fail)?,
         generator: generator.map_err(fail)?,

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{collect_bgr, first_error, init, make_avatar};
+use common::{collect_bgr, make_avatar, start_error};
 use gst::prelude::*;
 use gsttalkinghead::avatar::{self, Avatar, JpegDecoder, Source};
 
@@ -99,24 +99,9 @@ fn the_builtin_avatar_plays_without_configuration() {
     assert_pingpong_around_the_face(&frames, &avatar);
 }
 
-/// Brings an element with `avatar` to PAUSED and returns the error it posts.
+/// The error an element with `avatar` posts when it is started.
 fn load_error(avatar: &Path) -> String {
-    init();
-    let pipeline = gst::parse::launch("fakesrc ! talkinghead name=head ! fakesink")
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    pipeline
-        .by_name("head")
-        .unwrap()
-        .set_property("avatar", avatar.to_str().unwrap());
-    assert!(
-        pipeline.set_state(gst::State::Paused).is_err(),
-        "{avatar:?} was accepted"
-    );
-    let error = first_error(&pipeline.bus().unwrap()).expect("an error message");
-    pipeline.set_state(gst::State::Null).unwrap();
-    error
+    start_error(&[("avatar", avatar.display().to_string())])
 }
 
 #[test]

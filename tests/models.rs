@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{first_error, init};
-use gst::prelude::*;
+use common::start_error;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -40,26 +39,6 @@ fn models() -> &'static PathBuf {
         std::fs::write(dir.join("not-onnx.onnx"), "not a model\n").unwrap();
         dir
     })
-}
-
-/// The error an element with these properties posts when it is started.
-fn start_error(properties: &[(&str, String)]) -> String {
-    init();
-    let pipeline = gst::parse::launch("fakesrc ! talkinghead name=head ! fakesink")
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let head = pipeline.by_name("head").unwrap();
-    for (name, value) in properties {
-        head.set_property(name, value);
-    }
-    assert!(
-        pipeline.set_state(gst::State::Paused).is_err(),
-        "{properties:?} was accepted"
-    );
-    let error = first_error(&pipeline.bus().unwrap()).expect("an error message");
-    pipeline.set_state(gst::State::Null).unwrap();
-    error
 }
 
 fn with_models(encoder: &str, generator: &str) -> String {

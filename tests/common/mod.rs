@@ -188,3 +188,25 @@ pub fn collect_bgr(launch: &str, configure: impl FnOnce(&gst::Pipeline)) -> Fram
         frames: std::mem::take(&mut collected.frames),
     }
 }
+
+/// The error an element with these properties posts when it is started.
+pub fn start_error(properties: &[(&str, String)]) -> String {
+    use gst::prelude::*;
+
+    init();
+    let pipeline = gst::parse::launch("fakesrc ! talkinghead name=head ! fakesink")
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let head = pipeline.by_name("head").unwrap();
+    for (name, value) in properties {
+        head.set_property(name, value);
+    }
+    assert!(
+        pipeline.set_state(gst::State::Paused).is_err(),
+        "{properties:?} was accepted"
+    );
+    let error = first_error(&pipeline.bus().unwrap()).expect("an error message");
+    pipeline.set_state(gst::State::Null).unwrap();
+    error
+}

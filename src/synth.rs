@@ -38,6 +38,8 @@ pub struct FrameSynth {
     images: Vec<f32>,
     audio: Vec<f32>,
     output: Vec<f32>,
+    /// A template frame decoded for cross-fading.
+    template: Vec<u8>,
 }
 
 impl FrameSynth {
@@ -65,6 +67,7 @@ impl FrameSynth {
             images: vec![0.0; batch * INPUT_LEN],
             audio: vec![0.0; batch * FRAME_WINDOW_LEN],
             output: vec![0.0; batch * OUTPUT_LEN],
+            template: vec![0; frame_len],
         })
     }
 
@@ -141,6 +144,41 @@ impl FrameSynth {
                 Ok::<(), String>(())
             },
         )?;
+        Ok(())
+    }
+
+    /// Cross-fades rendered slots back towards their template: slot `i` becomes
+    /// `weights[i] · rendered + (1 − weights[i]) · template` inside the crop box. Slots with
+    /// weight 1 are left as they are.
+    pub fn fade_to_template(
+        &mut self,
+        avatar: &Avatar,
+        requests: &[FrameRequest],
+        weights: &[f32],
+    ) -> Result<(), String> {
+        let stride = 3 * avatar.width as usize;
+        for ((slot, request), &weight) in self.slots.iter_mut().zip(requests).zip(weights) {
+            if weight >= 1.0 {
+                continue;
+            }
+            let template = &avatar.frames[request.template];
+            self.workers[0]
+                .decoder
+                .decode_bgr(
+                    &template.jpeg,
+                    &mut self.template,
+                    (avatar.width, avatar.height),
+                    stride,
+                )
+                .map_err(|err| format!("{}: {err}", template.file))?;
+            compose::blend_box(
+                &mut slot.frame,
+                &self.template,
+                stride,
+                template.crop,
+                weight,
+            );
+        }
         Ok(())
     }
 

@@ -53,25 +53,6 @@ fn assert_pingpong(frames: &[Vec<u8>], templates: &[Vec<u8>], start_frame: u32) 
     }
 }
 
-/// The same, for an avatar with models: the generator repaints the crop box, the rest of the
-/// frame is the template's.
-fn assert_pingpong_around_the_face(frames: &[Vec<u8>], avatar: &Avatar) {
-    let templates = decoded_templates(avatar);
-    let width = avatar.width as usize;
-    for (n, frame) in frames.iter().enumerate() {
-        let expected = avatar::pingpong(n as u64, templates.len());
-        let crop = avatar.frames[expected].crop;
-        for (i, (a, b)) in frame.iter().zip(&templates[expected]).enumerate() {
-            let (x, y) = ((i / 3 % width) as u32, (i / 3 / width) as u32);
-            let inside = (crop.x0..crop.x1).contains(&x) && (crop.y0..crop.y1).contains(&y);
-            assert!(
-                inside || a == b,
-                "output frame {n} is not template {expected} at ({x}, {y})"
-            );
-        }
-    }
-}
-
 #[test]
 fn frames_are_the_templates_in_pingpong_order() {
     let root = make_avatar("pingpong", 5, (96, 64), 0, 0);
@@ -96,7 +77,8 @@ fn the_builtin_avatar_plays_without_configuration() {
     let count = 2 * avatar.frames.len() as u32 + 4;
     let frames = render_bgr(None, 0, count);
     assert_eq!(frames.len(), count as usize);
-    assert_pingpong_around_the_face(&frames, &avatar);
+    // Silence: the idle avatar, its template frames untouched.
+    assert_pingpong(&frames, &decoded_templates(&avatar), 0);
 }
 
 /// The error an element with `avatar` posts when it is started.

@@ -10,6 +10,7 @@ use gst_check::Harness;
 fn harness() -> Harness {
     init();
     let mut h = Harness::new("talkinghead");
+    h.set_live(false);
     h.set_src_caps_str(AUDIO_CAPS);
     h
 }
@@ -23,6 +24,7 @@ fn harness_without_models(name: &str) -> Harness {
         .build()
         .unwrap();
     let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_live(false);
     h.set_src_caps_str(AUDIO_CAPS);
     h
 }
@@ -188,11 +190,16 @@ fn upstream_latency_passes_through_when_not_live() {
 }
 
 #[test]
-fn live_latency_adds_one_frame_of_rendering() {
+fn live_latency_adds_max_latency() {
     let mut h = harness_without_models("latency");
     h.set_live(true);
     h.set_upstream_latency(gst::ClockTime::from_mseconds(30));
-    assert_eq!(h.query_latency(), Some(gst::ClockTime::from_mseconds(70)));
+    // 30 ms upstream + the default max-latency of 200 ms.
+    assert_eq!(h.query_latency(), Some(gst::ClockTime::from_mseconds(230)));
+    h.element()
+        .unwrap()
+        .set_property("max-latency", gst::ClockTime::from_mseconds(80).nseconds());
+    assert_eq!(h.query_latency(), Some(gst::ClockTime::from_mseconds(110)));
 }
 
 #[test]
@@ -200,10 +207,10 @@ fn live_latency_with_models_adds_the_feature_look_ahead() {
     let mut h = harness();
     h.set_live(true);
     h.set_upstream_latency(gst::ClockTime::from_mseconds(30));
-    // 30 ms upstream + 7240 samples (452.5 ms) of look-ahead + 40 ms to render.
+    // 30 ms upstream + 7240 samples (452.5 ms) of look-ahead + 200 ms max-latency.
     assert_eq!(
         h.query_latency(),
-        Some(gst::ClockTime::from_useconds(522_500))
+        Some(gst::ClockTime::from_useconds(682_500))
     );
 }
 
@@ -268,24 +275,35 @@ fn stats(h: &Harness) -> gst::Structure {
 }
 
 #[test]
-fn stats_count_inferred_and_template_frames() {
-    for (mut h, inferred) in [(harness(), true), (harness_without_models("stats"), false)] {
+fn stats_count_inferred_and_idle_frames() {
+    // Silent audio: with models every frame is idle at the default threshold, and inferred when
+    // the threshold is off; without models every frame is idle.
+    for (mut h, threshold, inferred) in [
+        (harness(), None, 0),
+        (harness(), Some(-200.0), 100),
+        (harness_without_models("stats"), None, 0),
+    ] {
+        if let Some(threshold) = threshold {
+            h.element()
+                .unwrap()
+                .set_property("silence-threshold", threshold);
+        }
         push_audio(&mut h, 0, 4 * SAMPLE_RATE, 1600);
         assert!(h.push_event(gst::event::Eos::new()));
         assert_eq!(pull_all(&mut h).len(), 100);
         let stats = stats(&h);
         assert_eq!(stats.get::<u64>("frames-out").unwrap(), 100, "{stats}");
-        let (models, template) = if inferred { (100, 0) } else { (0, 100) };
         assert_eq!(
             stats.get::<u64>("frames-inferred").unwrap(),
-            models,
+            inferred,
             "{stats}"
         );
         assert_eq!(
-            stats.get::<u64>("frames-template").unwrap(),
-            template,
+            stats.get::<u64>("frames-idle").unwrap(),
+            100 - inferred,
             "{stats}"
         );
+        assert_eq!(stats.get::<u64>("frames-late").unwrap(), 0, "{stats}");
         assert_eq!(stats.get::<u32>("batch-size").unwrap(), 8);
         assert!(stats.get::<f64>("render-fps").unwrap() > 0.0, "{stats}");
     }

@@ -53,7 +53,8 @@ fn element_frames(batch_size: u32) -> Frames {
     collect(
         &format!(
             "filesrc location={} ! wavparse ! audioconvert ! audioresample ! \
-             talkinghead name=head batch-size={batch_size} ! video/x-raw,format=BGR ! \
+             talkinghead name=head batch-size={batch_size} \
+             silence-threshold=-200 blend-frames=1 ! video/x-raw,format=BGR ! \
              appsink name=sink sync=false",
             clip.display()
         ),

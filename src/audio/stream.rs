@@ -3,17 +3,24 @@
 //! Keeps only what frames still to come need: mel frames from the next encoder window on, and
 //! encoder outputs from the oldest row an unrendered frame reads. Memory stays flat however long
 //! the stream runs.
+//!
+//! It also measures the audio level of each frame's window, the stretch of audio that the frame's
+//! generator input is computed from, so that frames with nothing but silence in it can skip the
+//! models ([`FeatureStream::window_level_db`]).
 
 use std::collections::VecDeque;
 
 use super::features::{
-    EMBEDDING_LEN, ENCODER_INPUT_LEN, ENCODER_WINDOW_FRAMES, EmbeddingCount, encoder_window_count,
-    encoder_window_start, encoder_windows_ready, pack_encoder_input, write_frame_window,
+    EMBEDDING_LEN, ENCODER_INPUT_LEN, ENCODER_WINDOW_FRAMES, EmbeddingCount, embeddings_needed,
+    encoder_window_count, encoder_window_start, encoder_windows_ready, pack_encoder_input,
+    write_frame_window,
 };
-use super::mel::{MelFrame, MelStream};
+use super::mel::{HOP_LENGTH, MelFrame, MelStream};
 
 /// Rows before frame `i`'s own that its window reads: P[i−8] is E[i−9].
 const EMBEDDINGS_BEFORE_FRAME: usize = 9;
+/// Level reported for digital silence, in dBFS.
+pub const SILENCE_FLOOR_DB: f32 = -200.0;
 
 pub struct FeatureStream {
     mel: MelStream,
@@ -27,6 +34,12 @@ pub struct FeatureStream {
     max_batch: usize,
     windows: Vec<f32>,
     outputs: Vec<f32>,
+    /// Mean square of each hop of 200 samples from hop `level_base` on (hop `h` holds samples
+    /// `200·h .. 200·h + 200`), and the sum and count of the hop being filled.
+    levels: VecDeque<f32>,
+    level_base: usize,
+    hop_sum: f64,
+    hop_fill: usize,
 }
 
 impl FeatureStream {
@@ -43,6 +56,10 @@ impl FeatureStream {
             max_batch,
             windows: vec![0.0; max_batch * ENCODER_INPUT_LEN],
             outputs: vec![0.0; max_batch * EMBEDDING_LEN],
+            levels: VecDeque::new(),
+            level_base: 0,
+            hop_sum: 0.0,
+            hop_fill: 0,
         }
     }
 
@@ -54,12 +71,30 @@ impl FeatureStream {
         self.embeddings.clear();
         self.embedding_base = 0;
         self.finished = false;
+        self.levels.clear();
+        self.level_base = 0;
+        self.hop_sum = 0.0;
+        self.hop_fill = 0;
     }
 
     /// Adds samples (16 kHz mono, in [−1, 1]).
     pub fn push(&mut self, samples: &[f32]) {
         let frames = &mut self.mel_frames;
         self.mel.push(samples, |frame| frames.push_back(*frame));
+        for &sample in samples {
+            self.hop_sum += f64::from(sample) * f64::from(sample);
+            self.hop_fill += 1;
+            if self.hop_fill == HOP_LENGTH {
+                self.end_hop();
+            }
+        }
+    }
+
+    fn end_hop(&mut self) {
+        self.levels
+            .push_back((self.hop_sum / HOP_LENGTH as f64) as f32);
+        self.hop_sum = 0.0;
+        self.hop_fill = 0;
     }
 
     /// Ends the stream: the last mel frames, and every remaining window becomes final.
@@ -67,6 +102,38 @@ impl FeatureStream {
         let frames = &mut self.mel_frames;
         self.mel.finish(|frame| frames.push_back(*frame));
         self.finished = true;
+        if self.hop_fill > 0 {
+            self.end_hop();
+        }
+    }
+
+    /// The hops of audio frame `frame`'s generator input is computed from: its encoder outputs
+    /// E[i−9 ..= i+6] read mel frames ⌊16·(i−9)/5⌋ to ⌊16·(i+6)/5⌋ + 15, and mel frame `t` reads
+    /// samples `200·t − 400 .. 200·t + 400`, hops `t − 2 ..= t + 1`.
+    fn window_hops(frame: usize) -> std::ops::Range<usize> {
+        let first_mel = frame.saturating_sub(EMBEDDINGS_BEFORE_FRAME) * 16 / 5;
+        let last_mel = (embeddings_needed(frame) - 1) * 16 / 5 + ENCODER_WINDOW_FRAMES - 1;
+        first_mel.saturating_sub(2)..last_mel + 2
+    }
+
+    /// The loudest 12.5 ms of the audio frame `frame`'s window reads so far, as RMS in dBFS
+    /// (a full-scale square wave is 0 dB; digital silence is [`SILENCE_FLOOR_DB`]).
+    pub fn window_level_db(&self, frame: usize) -> f32 {
+        let hops = Self::window_hops(frame);
+        let from = hops.start.max(self.level_base) - self.level_base;
+        let to = hops
+            .end
+            .saturating_sub(self.level_base)
+            .min(self.levels.len());
+        let peak = self
+            .levels
+            .range(from.min(to)..to)
+            .fold(0.0f32, |peak, &level| peak.max(level));
+        if peak > 0.0 {
+            (10.0 * peak.log10()).max(SILENCE_FLOOR_DB)
+        } else {
+            SILENCE_FLOOR_DB
+        }
     }
 
     fn mel_total(&self) -> usize {
@@ -142,12 +209,17 @@ impl FeatureStream {
         write_frame_window(frame, self.embedding_count(), |k| &rows[k - base], out);
     }
 
-    /// Frees the encoder outputs only frames before `frame` read.
+    /// Frees the encoder outputs and levels only frames before `frame` read.
     pub fn release_before(&mut self, frame: usize) {
         let keep_from = frame.saturating_sub(EMBEDDINGS_BEFORE_FRAME);
         while self.embedding_base < keep_from && !self.embeddings.is_empty() {
             self.embeddings.pop_front();
             self.embedding_base += 1;
+        }
+        let keep_from = Self::window_hops(frame).start;
+        while self.level_base < keep_from && !self.levels.is_empty() {
+            self.levels.pop_front();
+            self.level_base += 1;
         }
     }
 }
@@ -218,6 +290,25 @@ mod tests {
     }
 
     #[test]
+    fn window_level_sees_exactly_the_audio_the_window_reads() {
+        // 2 s of silence with one 12.5 ms click at 1.0 s: hop 80, samples 16 000 to 16 199.
+        let mut audio = vec![0.0f32; 32_000];
+        audio[16_000..16_200].fill(0.5);
+        let mut stream = FeatureStream::new(4);
+        stream.push(&audio);
+        stream.finish();
+        let loud: Vec<usize> = (0..50)
+            .filter(|&frame| stream.window_level_db(frame) > SILENCE_FLOOR_DB)
+            .collect();
+        // Frame i reads samples from 200·(⌊16(i−9)/5⌋ − 2) to 200·(⌊16(i+6)/5⌋ + 17): the click
+        // is in the window of frames 14 to 34 (0.44 s before the click to 0.36 s after it,
+        // give or take a hop), and nowhere else.
+        assert_eq!(loud, (14..=34).collect::<Vec<_>>());
+        let level = stream.window_level_db(25);
+        assert!((level - 10.0 * 0.25f32.log10()).abs() < 0.01, "{level}");
+    }
+
+    #[test]
     fn held_data_is_bounded() {
         let mut stream = FeatureStream::new(8);
         let audio = signal(16_000);
@@ -238,6 +329,11 @@ mod tests {
                 stream.embeddings.len() <= 20,
                 "{} outputs held",
                 stream.embeddings.len()
+            );
+            assert!(
+                stream.levels.len() <= 150,
+                "{} levels held",
+                stream.levels.len()
             );
         }
         assert!(frame > 1400);

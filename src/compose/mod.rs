@@ -11,6 +11,7 @@
 //! The resizes are OpenCV's to the byte (see [`CubicResize`]); the float steps are done in f32 like
 //! the numpy reference, so the truncations land where the reference's do.
 
+mod blend;
 mod image;
 mod resize;
 
@@ -21,6 +22,7 @@ use std::ops::RangeInclusive;
 
 use crate::avatar::CropBox;
 
+pub use blend::blend_box;
 pub use image::{BgrImage, CHANNELS};
 pub use resize::CubicResize;
 

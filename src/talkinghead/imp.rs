@@ -13,23 +13,40 @@
 //! `n` is complete once the audio its feature window reads (about 0.45 s past its start) is in;
 //! without, once its first sample is.
 //!
+//! # Live streams
+//!
+//! When upstream is live, frame `n` is due downstream at its running time plus the pipeline
+//! latency. The element adds the audio look-ahead plus `max-latency` to the latency and spends the
+//! latter waiting to fill a batch and rendering it. A batch that cannot be inferred in time, or
+//! that downstream QoS says is late, is rendered as idle frames (the template loop) instead, with a
+//! QoS message; when audio stops arriving, the task fills the missing audio with silence as each
+//! frame falls due, so frames keep flowing at the frame rate. Audio timestamps keep the grid: a gap
+//! becomes silence and audio overlapping what was already counted is dropped.
+//!
+//! # Silence
+//!
+//! A frame whose whole audio window is below `silence-threshold` shows its template frame without
+//! inference; the generated face fades in and out over `blend-frames` frames around speech.
+//!
 //! Lock order, where more than one is held: `settings` → `resources` → `state` → `output`.
 //! `renderer` is taken by the source pad task (and by state changes while the task is stopped),
-//! never together with another lock; `stats` is only ever taken alone. No lock is held across a push, and `output` is
-//! released while waiting on its condition variable.
+//! never together with another lock; `stats` and `downstream` are only ever taken alone. No lock
+//! is held across a push, and `output` is released while waiting on its condition variable.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, LazyLock, Mutex};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::clock::FrameClock;
+use super::fade::Fade;
 use super::resources::{self, Models, Resources, Wanted};
 use crate::audio::features::samples_needed_for_frame;
-use crate::audio::stream::FeatureStream;
+use crate::audio::stream::{FeatureStream, SILENCE_FLOOR_DB};
 use crate::avatar::Avatar;
 use crate::synth::{FrameRequest, FrameSynth};
 
@@ -47,6 +64,14 @@ const DEFAULT_GENERATOR: Option<&str> = None;
 const DEFAULT_AUDIO_ENCODER: Option<&str> = None;
 const DEFAULT_ORT_LIBRARY: Option<&str> = None;
 const DEFAULT_BATCH_SIZE: u32 = 8;
+const DEFAULT_SILENCE_THRESHOLD_DB: f64 = -50.0;
+const DEFAULT_BLEND_FRAMES: u32 = 4;
+const DEFAULT_MAX_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(200);
+/// Audio timestamps further than this from the samples counted so far move the grid: a gap is
+/// filled with silence, an overlap dropped. Jitter below it is ignored, as audio sinks do.
+const RESYNC_THRESHOLD: gst::ClockTime = gst::ClockTime::from_mseconds(40);
+/// Slack kept between a live batch's expected end and its deadline.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(10);
 
 /// The audio rate the SyncTalk_2D mel front-end is defined at.
 const SAMPLE_RATE: u32 = 16_000;
@@ -68,6 +93,10 @@ const VIDEO_FORMATS: [gst_video::VideoFormat; 8] = [
     gst_video::VideoFormat::Rgba,
 ];
 
+fn clock_time(duration: Duration) -> gst::ClockTime {
+    gst::ClockTime::from_nseconds(duration.as_nanos().try_into().unwrap_or(u64::MAX))
+}
+
 fn frame_clock() -> FrameClock {
     FrameClock::new(SAMPLE_RATE, FPS.numer() as u32, FPS.denom() as u32)
 }
@@ -80,6 +109,9 @@ struct Settings {
     audio_encoder: Option<String>,
     ort_library: Option<String>,
     batch_size: u32,
+    silence_threshold_db: f64,
+    blend_frames: u32,
+    max_latency: gst::ClockTime,
 }
 
 impl Default for Settings {
@@ -91,6 +123,9 @@ impl Default for Settings {
             audio_encoder: DEFAULT_AUDIO_ENCODER.map(String::from),
             ort_library: DEFAULT_ORT_LIBRARY.map(String::from),
             batch_size: DEFAULT_BATCH_SIZE,
+            silence_threshold_db: DEFAULT_SILENCE_THRESHOLD_DB,
+            blend_frames: DEFAULT_BLEND_FRAMES,
+            max_latency: DEFAULT_MAX_LATENCY,
         }
     }
 }
@@ -119,6 +154,9 @@ struct State {
     /// Frames wait for the audio their feature window reads (there are models).
     look_ahead: bool,
     format: Option<SampleFormat>,
+    /// Upstream is live, with this minimum latency (asked when caps arrive).
+    live: bool,
+    upstream_latency: gst::ClockTime,
     segment: gst::FormattedSegment<gst::ClockTime>,
     /// Timestamp of frame 0: the first audio buffer's, or the segment start.
     origin: Option<gst::ClockTime>,
@@ -134,6 +172,8 @@ impl State {
             start_frame,
             look_ahead,
             format: None,
+            live: false,
+            upstream_latency: gst::ClockTime::ZERO,
             segment: gst::FormattedSegment::new(),
             origin: None,
             samples: 0,
@@ -141,12 +181,23 @@ impl State {
         }
     }
 
-    /// Restarts the frame grid, as after a flush; the negotiated format stays.
+    /// Restarts the frame grid, as after a flush; the negotiated format and latency stay.
     fn restart(&mut self) {
         *self = Self {
             format: self.format,
+            live: self.live,
+            upstream_latency: self.upstream_latency,
             ..Self::new(self.avatar.take(), self.start_frame, self.look_ahead)
         };
+    }
+
+    /// Samples the stream must have before frame `n` can be rendered.
+    fn samples_for_frame(&self, clock: &FrameClock, n: u64) -> u64 {
+        if self.look_ahead {
+            samples_needed_for_frame(n as usize)
+        } else {
+            clock.first_sample(n) + 1
+        }
     }
 
     /// The frames the audio so far completes, or at the end of the stream (`at_eos`) all the
@@ -157,11 +208,7 @@ impl State {
         };
         let started = clock.frames_started(self.samples);
         let mut ready = self.frames_queued;
-        while ready < started
-            && (at_eos
-                || !self.look_ahead
-                || samples_needed_for_frame(ready as usize) <= self.samples)
-        {
+        while ready < started && (at_eos || self.samples_for_frame(clock, ready) <= self.samples) {
             ready += 1;
         }
         let frames = (self.frames_queued..ready)
@@ -191,7 +238,12 @@ enum Item {
     Negotiate,
     /// A new stream starts after a flush: forget the audio of the old one.
     Restart,
-    Audio(gst::Buffer, SampleFormat),
+    /// Audio, without its first `skip` samples.
+    Audio {
+        buffer: gst::Buffer,
+        format: SampleFormat,
+        skip: usize,
+    },
     /// Samples of silence, for a GAP.
     Silence(u64),
     /// All the audio is in: the last frames' features become final.
@@ -235,12 +287,33 @@ struct Engine {
     models: Option<Arc<Mutex<Models>>>,
     features: FeatureStream,
     synth: FrameSynth,
+    fade: Fade,
     /// Audio converted to f32, reused from buffer to buffer.
     samples: Vec<f32>,
+    /// Recent rendering cost of one frame, inferred and idle, for live deadlines.
+    inferred_cost: Cost,
+    idle_cost: Cost,
+}
+
+/// A moving average of how long something takes.
+#[derive(Clone, Copy, Default)]
+struct Cost(Option<Duration>);
+
+impl Cost {
+    fn add(&mut self, sample: Duration) {
+        self.0 = Some(match self.0 {
+            Some(average) => average.mul_f64(0.7) + sample.mul_f64(0.3),
+            None => sample,
+        });
+    }
+
+    fn of(&self, frames: usize) -> Duration {
+        self.0.unwrap_or_default() * frames as u32
+    }
 }
 
 impl Engine {
-    fn push_audio(&mut self, buffer: &gst::BufferRef, format: SampleFormat) {
+    fn push_audio(&mut self, buffer: &gst::BufferRef, format: SampleFormat, skip: usize) {
         let Ok(map) = buffer.map_readable() else {
             return;
         };
@@ -248,15 +321,49 @@ impl Engine {
         match format {
             SampleFormat::S16 => self.samples.extend(
                 map.chunks_exact(2)
+                    .skip(skip)
                     .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0),
             ),
             SampleFormat::F32 => self.samples.extend(
                 map.chunks_exact(4)
+                    .skip(skip)
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                     .map(|v| if v.is_finite() { v } else { 0.0 }),
             ),
         }
         self.features.push(&self.samples);
+    }
+
+    /// Measures what inferring a batch costs, on a batch of silence over the first templates, so
+    /// that a live stream's first batch already knows what it can afford. The first run also
+    /// makes ONNX Runtime set up its memory, so only the second is timed.
+    fn warm_up(&mut self) -> Result<(), String> {
+        if self.models.is_none() || self.inferred_cost.0.is_some() {
+            return Ok(());
+        }
+        let batch = self.synth.batch_size();
+        let mut features = FeatureStream::new(batch);
+        features.push(&vec![0.0; samples_needed_for_frame(batch) as usize]);
+        features.finish();
+        std::mem::swap(&mut self.features, &mut features);
+        let requests: Vec<FrameRequest> = (0..batch)
+            .map(|frame| FrameRequest {
+                frame,
+                template: frame % self.avatar.frames.len(),
+            })
+            .collect();
+        let result = self.encode().and_then(|()| {
+            for timed in [false, true] {
+                let started = Instant::now();
+                self.render(&requests, &vec![1.0; batch])?;
+                if timed {
+                    self.inferred_cost.add(started.elapsed() / batch as u32);
+                }
+            }
+            Ok(())
+        });
+        std::mem::swap(&mut self.features, &mut features);
+        result
     }
 
     fn push_silence(&mut self, mut samples: u64) {
@@ -268,30 +375,51 @@ impl Engine {
         }
     }
 
-    /// Renders a batch into the synthesiser's slots.
-    fn render(&mut self, requests: &[FrameRequest]) -> Result<(), String> {
+    /// Runs the audio encoder on every window the audio so far completes.
+    fn encode(&mut self) -> Result<(), String> {
         let Some(models) = &self.models else {
+            return Ok(());
+        };
+        let mut models = models.lock().unwrap();
+        self.features
+            .encode(|windows, outputs| models.encoder.run(windows, outputs))
+            .map_err(|err| err.to_string())
+    }
+
+    /// The generated face's weight in each frame: 0 (idle) without models, for frames whose audio
+    /// window is silent and for `late` frames, fading to 1 through speech.
+    fn weights(&mut self, frames: &[Frame], late: bool, threshold_db: f32, weights: &mut Vec<f32>) {
+        weights.clear();
+        weights.extend(frames.iter().map(|frame| {
+            if late || self.models.is_none() {
+                self.fade.cut()
+            } else {
+                let level = self.features.window_level_db(frame.index as usize);
+                self.fade.next(level >= threshold_db)
+            }
+        }));
+    }
+
+    /// Renders a run of frames into the synthesiser's slots: through the generator, cross-faded
+    /// with the template by `weights`, or the templates alone when `weights` are all 0.
+    fn render(&mut self, requests: &[FrameRequest], weights: &[f32]) -> Result<(), String> {
+        let inferred = weights.iter().any(|&weight| weight > 0.0);
+        let Some(models) = self.models.as_ref().filter(|_| inferred) else {
             return self.synth.render_templates(&self.avatar, requests);
         };
         let mut models = models.lock().unwrap();
-        let Models { encoder, generator } = &mut *models;
-        self.features
-            .encode(|windows, outputs| encoder.run(windows, outputs))
-            .map_err(|err| err.to_string())?;
         self.synth.render_speech(
             &self.avatar,
             requests,
             &self.features,
             |images, audio, output| {
-                generator
+                models
+                    .generator
                     .run(images, audio, output)
                     .map_err(|err| err.to_string())
             },
         )?;
-        if let Some(last) = requests.last() {
-            self.features.release_before(last.frame + 1);
-        }
-        Ok(())
+        self.synth.fade_to_template(&self.avatar, requests, weights)
     }
 }
 
@@ -316,39 +444,97 @@ impl Drop for OutputFormat {
 struct Stats {
     frames_out: u64,
     frames_inferred: u64,
-    frames_template: u64,
+    /// Template frames shown for silence (or for want of models).
+    frames_idle: u64,
+    /// Template frames shown because inferring them would have made them late.
+    frames_late: u64,
     last_batch: u32,
-    /// Time spent rendering (features, generator, composition, conversion).
-    render_time: std::time::Duration,
-    frames_rendered: u64,
-    first_output: Option<std::time::Instant>,
+    /// Time spent rendering (features, generator, composition, conversion), and on the frames that
+    /// went through the generator.
+    render_time: Duration,
+    inference_time: Duration,
+    first_output: Option<Instant>,
 }
 
 impl Stats {
-    fn to_structure(&self, batch_size: u32) -> gst::Structure {
-        let per_second = |frames: u64, seconds: f64| {
+    fn to_structure(
+        &self,
+        batch_size: u32,
+        queued_frames: usize,
+        latency: gst::ClockTime,
+    ) -> gst::Structure {
+        let per_second = |frames: u64, time: Duration| {
+            let seconds = time.as_secs_f64();
             if seconds > 0.0 {
                 frames as f64 / seconds
             } else {
                 0.0
             }
         };
-        let since_first = self
-            .first_output
-            .map_or(0.0, |first| first.elapsed().as_secs_f64());
+        let rendered = self.frames_inferred + self.frames_idle + self.frames_late;
+        let since_first = self.first_output.map_or(Duration::ZERO, |t| t.elapsed());
         gst::Structure::builder("application/x-talkinghead-stats")
             .field("frames-out", self.frames_out)
             .field("frames-inferred", self.frames_inferred)
-            .field("frames-template", self.frames_template)
+            .field("frames-idle", self.frames_idle)
+            .field("frames-late", self.frames_late)
             .field("batch-size", batch_size)
             .field("last-batch", self.last_batch)
+            .field("queued-frames", queued_frames as u64)
+            .field("render-fps", per_second(rendered, self.render_time))
             .field(
-                "render-fps",
-                per_second(self.frames_rendered, self.render_time.as_secs_f64()),
+                "inference-fps",
+                per_second(self.frames_inferred, self.inference_time),
             )
             .field("output-fps", per_second(self.frames_out, since_first))
+            .field("latency", latency.nseconds())
             .build()
     }
+}
+
+/// What downstream told the source pad: the pipeline latency, and from QoS the running time
+/// before which frames arrive too late.
+#[derive(Default)]
+struct Downstream {
+    latency: Option<gst::ClockTime>,
+    earliest: Option<gst::ClockTime>,
+}
+
+/// A live stream's timing, as the source pad task sees it for one step.
+struct Live {
+    clock: gst::Clock,
+    base_time: gst::ClockTime,
+    /// The pipeline latency: frames are due at base time + running time + latency.
+    latency: gst::ClockTime,
+    upstream_latency: gst::ClockTime,
+    segment: gst::FormattedSegment<gst::ClockTime>,
+}
+
+impl Live {
+    fn now(&self) -> gst::ClockTime {
+        self.clock.time()
+    }
+
+    /// The clock time by which the frame at `pts` must be downstream.
+    fn deadline(&self, pts: gst::ClockTime) -> Option<gst::ClockTime> {
+        let running_time = self.segment.to_running_time(pts)?;
+        Some(self.base_time + running_time + self.latency)
+    }
+
+    /// The moment of this machine's clock the pipeline clock shows `at`.
+    fn instant(&self, at: gst::ClockTime) -> Instant {
+        let wait = at.saturating_sub(self.now());
+        Instant::now() + Duration::from_nanos(wait.nseconds())
+    }
+}
+
+/// What `next_item` found.
+enum Next {
+    Item(Item),
+    /// The wait ran out with nothing queued.
+    Timeout,
+    /// Flushing, or (when only audio and frames were asked for) something else is next.
+    Nothing,
 }
 
 pub struct TalkingHead {
@@ -362,6 +548,7 @@ pub struct TalkingHead {
     output_changed: Condvar,
     renderer: Mutex<Renderer>,
     stats: Mutex<Stats>,
+    downstream: Mutex<Downstream>,
 }
 
 impl TalkingHead {
@@ -370,43 +557,107 @@ impl TalkingHead {
         _pad: &gst::Pad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let (format, frames) = {
-            let mut state = self.state.lock().unwrap();
-            let Some(format) = state.format else {
-                gst::element_imp_error!(
-                    self,
-                    gst::CoreError::Negotiation,
-                    ("Received audio before caps")
-                );
-                return Err(gst::FlowError::NotNegotiated);
-            };
-            let bytes_per_sample = match format {
-                SampleFormat::S16 => 2,
-                SampleFormat::F32 => 4,
-            };
-            if buffer.size() % bytes_per_sample != 0 {
-                gst::warning!(
+        let clock = frame_clock();
+        let mut state = self.state.lock().unwrap();
+        let Some(format) = state.format else {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ("Received audio before caps")
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let bytes_per_sample = match format {
+            SampleFormat::S16 => 2,
+            SampleFormat::F32 => 4,
+        };
+        if buffer.size() % bytes_per_sample != 0 {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "Buffer of {} bytes is not a whole number of samples",
+                buffer.size()
+            );
+        }
+        let samples = (buffer.size() / bytes_per_sample) as u64;
+        let start = state.segment.start();
+        let origin = *state
+            .origin
+            .get_or_insert(buffer.pts().or(start).unwrap_or(gst::ClockTime::ZERO));
+
+        // The timestamps keep the grid: a gap is silence, and audio over samples already counted
+        // (late audio the task already filled with silence, or overlapping buffers) is dropped.
+        let (mut silence, mut skip) = (0, 0);
+        if let Some(pts) = buffer.pts() {
+            let at = clock.samples_in(pts.saturating_sub(origin).nseconds());
+            let threshold = clock.samples_in(RESYNC_THRESHOLD.nseconds());
+            if at > state.samples + threshold {
+                silence = at - state.samples;
+                gst::debug!(
                     CAT,
                     imp = self,
-                    "Buffer of {} bytes is not a whole number of samples",
-                    buffer.size()
+                    "Audio resumes {} later than its samples run: filling with silence",
+                    gst::ClockTime::from_nseconds(clock.samples_duration(silence))
+                );
+            } else if at + threshold < state.samples {
+                skip = (state.samples - at).min(samples);
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "Dropping {skip} samples of audio over time already covered"
                 );
             }
-            if state.origin.is_none() {
-                state.origin = Some(
-                    buffer
-                        .pts()
-                        .or(state.segment.start())
-                        .unwrap_or(gst::ClockTime::ZERO),
-                );
+        }
+        state.samples += silence + samples - skip;
+        let frames = state.take_ready_frames(&clock, false);
+        let items = [
+            (silence > 0).then_some(Item::Silence(silence)),
+            (skip < samples).then_some(Item::Audio {
+                buffer,
+                format,
+                skip: skip as usize,
+            }),
+        ];
+        self.enqueue(state, items, frames, None)
+    }
+
+    /// Queues `items`, `frames` and `last` for the source pad task, in that order.
+    ///
+    /// Live streams queue under the state lock without waiting: the task, which also queues frames
+    /// of silence when audio stops coming, keeps the queue short by rendering late frames idle,
+    /// and upstream must never be held up. Otherwise the streaming thread waits while the queue is
+    /// full.
+    fn enqueue(
+        &self,
+        state: MutexGuard<'_, State>,
+        items: impl IntoIterator<Item = Option<Item>>,
+        frames: Vec<Frame>,
+        last: Option<Item>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if state.live {
+            let mut output = self.output.lock().unwrap();
+            if output.flushing {
+                return Err(gst::FlowError::Flushing);
             }
-            state.samples += (buffer.size() / bytes_per_sample) as u64;
-            (format, state.take_ready_frames(&frame_clock(), false))
-        };
-        if !self.queue_item(Item::Audio(buffer, format)) {
-            return Err(gst::FlowError::Flushing);
+            output.items.extend(items.into_iter().flatten());
+            output.frames += frames.len();
+            output.items.extend(frames.into_iter().map(Item::Frame));
+            output.items.extend(last);
+            self.output_changed.notify_all();
+            return output.flow;
+        }
+        drop(state);
+        for item in items.into_iter().flatten() {
+            if !self.queue_item(item) {
+                return Err(gst::FlowError::Flushing);
+            }
         }
         self.queue_frames(frames)?;
+        if let Some(item) = last {
+            if !self.queue_item(item) {
+                return Err(gst::FlowError::Flushing);
+            }
+        }
         self.output.lock().unwrap().flow
     }
 
@@ -427,7 +678,24 @@ impl TalkingHead {
                     gst_audio::AudioFormat::S16le => SampleFormat::S16,
                     _ => SampleFormat::F32,
                 };
-                self.state.lock().unwrap().format = Some(format);
+                let mut upstream = gst::query::Latency::new();
+                let (live, upstream_latency) = if self.sinkpad.peer_query(&mut upstream) {
+                    let (live, min, _) = upstream.result();
+                    (live, min)
+                } else {
+                    (false, gst::ClockTime::ZERO)
+                };
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "Upstream live: {live}, latency {upstream_latency}"
+                );
+                {
+                    let mut state = self.state.lock().unwrap();
+                    state.format = Some(format);
+                    state.live = live;
+                    state.upstream_latency = upstream_latency;
+                }
                 self.queue_item(Item::Negotiate)
             }
             EventView::Segment(segment) => {
@@ -447,26 +715,26 @@ impl TalkingHead {
             }
             EventView::Gap(gap) => {
                 let (timestamp, duration) = gap.get();
-                let (silence, frames) = {
-                    let mut state = self.state.lock().unwrap();
-                    let origin = *state.origin.get_or_insert(timestamp);
-                    let end = timestamp + duration.unwrap_or(gst::ClockTime::ZERO);
-                    let covered = frame_clock().samples_in(end.saturating_sub(origin).nseconds());
-                    let silence = covered.saturating_sub(state.samples);
-                    state.samples += silence;
-                    (silence, state.take_ready_frames(&frame_clock(), false))
-                };
-                self.queue_item(Item::Silence(silence)) && self.queue_frames(frames).is_ok()
+                let mut state = self.state.lock().unwrap();
+                let origin = *state.origin.get_or_insert(timestamp);
+                let end = timestamp + duration.unwrap_or(gst::ClockTime::ZERO);
+                let covered = frame_clock().samples_in(end.saturating_sub(origin).nseconds());
+                let silence = covered.saturating_sub(state.samples);
+                state.samples += silence;
+                let frames = state.take_ready_frames(&frame_clock(), false);
+                let queued = self.enqueue(state, [Some(Item::Silence(silence))], frames, None);
+                queued != Err(gst::FlowError::Flushing)
             }
             EventView::Eos(_) => {
-                let frames = self
-                    .state
-                    .lock()
-                    .unwrap()
-                    .take_ready_frames(&frame_clock(), true);
-                self.queue_item(Item::EndOfAudio)
-                    && self.queue_frames(frames).is_ok()
-                    && self.queue_item(Item::Event(event))
+                let mut state = self.state.lock().unwrap();
+                let frames = state.take_ready_frames(&frame_clock(), true);
+                let queued = self.enqueue(
+                    state,
+                    [Some(Item::EndOfAudio)],
+                    frames,
+                    Some(Item::Event(event)),
+                );
+                queued != Err(gst::FlowError::Flushing)
             }
             EventView::FlushStart(_) => {
                 {
@@ -484,6 +752,7 @@ impl TalkingHead {
                     state.restart();
                     state.format.is_some()
                 };
+                self.downstream.lock().unwrap().earliest = None;
                 {
                     let mut output = self.output.lock().unwrap();
                     output.reset(false);
@@ -543,8 +812,9 @@ impl TalkingHead {
     }
 
     /// What the element holds a frame back by: the audio its feature window reads past its start
-    /// (with models), plus one frame as the budget to render it once its audio is in.
+    /// (with models), plus `max-latency` to fill a batch and render it once its audio is in.
     fn added_latency(&self) -> gst::ClockTime {
+        let max_latency = self.settings.lock().unwrap().max_latency;
         let clock = frame_clock();
         let look_ahead = if self.state.lock().unwrap().look_ahead {
             // The window pattern repeats every 5 frames (16 mel frames every 5 video frames).
@@ -555,7 +825,36 @@ impl TalkingHead {
         } else {
             0
         };
-        gst::ClockTime::from_nseconds(clock.samples_duration(look_ahead) + clock.duration(0))
+        gst::ClockTime::from_nseconds(clock.samples_duration(look_ahead)) + max_latency
+    }
+
+    fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        use gst::EventView;
+
+        match event.view() {
+            EventView::Latency(latency) => {
+                gst::debug!(CAT, imp = self, "Pipeline latency {}", latency.latency());
+                self.downstream.lock().unwrap().latency = Some(latency.latency());
+            }
+            EventView::Qos(qos) => {
+                let (_, proportion, diff, timestamp) = qos.get();
+                // As GstVideoDecoder does: a frame late by `diff` means the next ones would be too
+                // until twice that has been made up.
+                let earliest = timestamp.map(|timestamp| {
+                    if diff > 0 {
+                        timestamp
+                            + gst::ClockTime::from_nseconds(2 * diff as u64)
+                            + gst::ClockTime::from_nseconds(frame_clock().duration(0))
+                    } else {
+                        timestamp.saturating_sub(gst::ClockTime::from_nseconds(diff.unsigned_abs()))
+                    }
+                });
+                gst::log!(CAT, imp = self, "QoS: proportion {proportion}, diff {diff}");
+                self.downstream.lock().unwrap().earliest = earliest;
+            }
+            _ => (),
+        }
+        gst::Pad::event_default(pad, Some(&*self.obj()), event)
     }
 
     fn src_activate_mode(
@@ -626,12 +925,26 @@ impl TalkingHead {
     /// One iteration of the source pad task: the next item, or a batch of frames with the audio
     /// queued among them, sent downstream.
     fn output_loop(&self) {
-        let Some(first) = self.next_item(true) else {
-            let _ = self.srcpad.pause_task();
-            return;
+        let live = self.live();
+        // With nothing queued, a live stream wakes when the next frame falls due.
+        let wake_at = live
+            .as_ref()
+            .and_then(|live| Some(live.instant(self.next_frame_due(live)?)));
+        let first = match self.next_item(true, wake_at) {
+            Next::Item(item) => item,
+            Next::Timeout => {
+                if let Some(live) = &live {
+                    self.fill_silence(live);
+                }
+                return;
+            }
+            Next::Nothing => {
+                let _ = self.srcpad.pause_task();
+                return;
+            }
         };
         let result = match first {
-            Item::Frame(frame) => self.render_batch(frame),
+            Item::Frame(frame) => self.render_batch(frame, live.as_ref()),
             Item::Event(event) => {
                 let eos = matches!(event.view(), gst::EventView::Eos(_));
                 if !self.srcpad.push_event(event) {
@@ -644,7 +957,11 @@ impl TalkingHead {
                     Ok(gst::FlowSuccess::Ok)
                 }
             }
-            Item::Negotiate => self.negotiate(),
+            Item::Negotiate => self.negotiate().inspect(|_| {
+                if self.state.lock().unwrap().live {
+                    self.warm_up();
+                }
+            }),
             item => {
                 self.apply_audio(item);
                 Ok(gst::FlowSuccess::Ok)
@@ -677,27 +994,124 @@ impl TalkingHead {
         }
     }
 
-    /// Takes the next item: waiting for one when `wait`, else only audio or a frame (what a batch
-    /// may gather without reordering anything downstream sees). `None` when flushing or, without
-    /// `wait`, when there is nothing of that kind.
-    fn next_item(&self, wait: bool) -> Option<Item> {
+    fn warm_up(&self) {
+        let mut renderer = self.renderer.lock().unwrap();
+        if let Some(engine) = renderer.engine.as_mut() {
+            let started = Instant::now();
+            match engine.warm_up() {
+                Ok(()) => gst::debug!(
+                    CAT,
+                    imp = self,
+                    "Warmed up in {:?}: {:?} a frame",
+                    started.elapsed(),
+                    engine.inferred_cost.0
+                ),
+                Err(err) => gst::warning!(CAT, imp = self, "Warm-up failed: {err}"),
+            }
+        }
+    }
+
+    /// The timing of a live stream with a running clock; `None` otherwise.
+    fn live(&self) -> Option<Live> {
+        let (segment, upstream_latency) = {
+            let state = self.state.lock().unwrap();
+            if !state.live {
+                return None;
+            }
+            (state.segment.clone(), state.upstream_latency)
+        };
+        let element = self.obj();
+        let clock = element.clock()?;
+        let base_time = element.base_time()?;
+        let latency = self.downstream.lock().unwrap().latency;
+        let latency = latency.unwrap_or_else(|| upstream_latency + self.added_latency());
+        Some(Live {
+            clock,
+            base_time,
+            latency,
+            upstream_latency,
+            segment,
+        })
+    }
+
+    /// When the next frame not yet queued must be made without its audio: half of `max-latency`
+    /// before its deadline, keeping the other half to render it.
+    fn next_frame_due(&self, live: &Live) -> Option<gst::ClockTime> {
+        let max_latency = self.settings.lock().unwrap().max_latency;
+        let state = self.state.lock().unwrap();
+        let origin = state.origin?;
+        let pts =
+            origin + gst::ClockTime::from_nseconds(frame_clock().pts_offset(state.frames_queued));
+        let deadline = live.deadline(pts)?;
+        Some(deadline.saturating_sub(max_latency / 2))
+    }
+
+    /// Live audio stopped coming: counts what should have arrived by now as silence, at least
+    /// enough to complete the next frame, and queues the frames that completes.
+    fn fill_silence(&self, live: &Live) {
+        let clock = frame_clock();
+        let captured = live
+            .now()
+            .saturating_sub(live.base_time)
+            .saturating_sub(live.upstream_latency);
+        let mut state = self.state.lock().unwrap();
+        let Some(origin) = state.origin else {
+            return;
+        };
+        let until = state
+            .segment
+            .position_from_running_time(captured)
+            .map_or(0, |position| {
+                clock.samples_in(position.saturating_sub(origin).nseconds())
+            });
+        let next = state.frames_queued;
+        let target = until.max(state.samples_for_frame(&clock, next));
+        let silence = target.saturating_sub(state.samples);
+        gst::debug!(
+            CAT,
+            imp = self,
+            "No audio for frame {next} by its deadline: {} of silence",
+            gst::ClockTime::from_nseconds(clock.samples_duration(silence))
+        );
+        state.samples += silence;
+        let frames = state.take_ready_frames(&clock, false);
+        let _ = self.enqueue(state, [Some(Item::Silence(silence))], frames, None);
+    }
+
+    /// Takes the next item: any item when `any`, else only audio or a frame (what a batch may
+    /// gather without reordering anything downstream sees). With nothing queued, waits until
+    /// `until` (forever for `None` when `any`, not at all for `None` otherwise).
+    fn next_item(&self, any: bool, until: Option<Instant>) -> Next {
         let mut output = self.output.lock().unwrap();
         loop {
             if output.flushing {
-                return None;
+                return Next::Nothing;
             }
             match output.items.front() {
-                Some(Item::Event(_) | Item::Negotiate) if !wait => return None,
+                Some(Item::Event(_) | Item::Negotiate) if !any => return Next::Nothing,
                 Some(_) => {
-                    let item = output.items.pop_front();
-                    if let Some(Item::Frame(_)) = item {
+                    let item = output.items.pop_front().expect("an item");
+                    if let Item::Frame(_) = item {
                         output.frames -= 1;
                         self.output_changed.notify_all();
                     }
-                    return item;
+                    return Next::Item(item);
                 }
-                None if !wait => return None,
-                None => output = self.output_changed.wait(output).unwrap(),
+                None => match until {
+                    None if any => output = self.output_changed.wait(output).unwrap(),
+                    None => return Next::Nothing,
+                    Some(until) => {
+                        let now = Instant::now();
+                        if now >= until {
+                            return Next::Timeout;
+                        }
+                        output = self
+                            .output_changed
+                            .wait_timeout(output, until - now)
+                            .unwrap()
+                            .0;
+                    }
+                },
             }
         }
     }
@@ -708,71 +1122,125 @@ impl TalkingHead {
             return;
         };
         match item {
-            Item::Audio(buffer, format) => engine.push_audio(&buffer, format),
+            Item::Audio {
+                buffer,
+                format,
+                skip,
+            } => engine.push_audio(&buffer, format, skip),
             Item::Silence(samples) => engine.push_silence(samples),
             Item::EndOfAudio => engine.features.finish(),
-            Item::Restart => engine.features.reset(),
+            Item::Restart => {
+                engine.features.reset();
+                engine.fade.cut();
+            }
             Item::Frame(_) | Item::Event(_) | Item::Negotiate => unreachable!("not audio"),
         }
     }
 
-    /// Renders `first` and the frames queued right behind it, up to the batch size, and pushes them.
-    fn render_batch(&self, first: Frame) -> Result<gst::FlowSuccess, gst::FlowError> {
+    /// Renders `first` and the frames queued right behind it, up to the batch size, and pushes
+    /// them. Live, it waits for more frames while the first one's deadline allows, and renders
+    /// the batch idle if inferring it would miss that deadline or downstream QoS says it is late.
+    fn render_batch(
+        &self,
+        first: Frame,
+        live: Option<&Live>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         if self.srcpad.check_reconfigure() {
             self.negotiate()?;
         }
-        let batch_size = match &self.renderer.lock().unwrap().engine {
-            Some(engine) => engine.synth.batch_size(),
+        let threshold_db = self.settings.lock().unwrap().silence_threshold_db as f32;
+        let (batch_size, inferred_cost) = match &self.renderer.lock().unwrap().engine {
+            Some(engine) => (engine.synth.batch_size(), engine.inferred_cost),
             None => return Err(gst::FlowError::Flushing),
         };
+        let deadline = live.and_then(|live| live.deadline(first.pts));
         let mut frames = vec![first];
         while frames.len() < batch_size {
-            match self.next_item(false) {
-                Some(Item::Frame(frame)) => frames.push(frame),
-                Some(audio) => self.apply_audio(audio),
-                None => break,
+            let gather_until = live.zip(deadline).map(|(live, deadline)| {
+                let render = inferred_cost.of(frames.len() + 1) + DEADLINE_MARGIN;
+                live.instant(deadline.saturating_sub(clock_time(render)))
+            });
+            match self.next_item(false, gather_until) {
+                Next::Item(Item::Frame(frame)) => frames.push(frame),
+                Next::Item(audio) => self.apply_audio(audio),
+                Next::Timeout | Next::Nothing => break,
             }
         }
 
-        let started = std::time::Instant::now();
-        let (buffers, inferred) = {
+        let late_by = self.late_by(live, deadline, &frames, inferred_cost);
+        let started = Instant::now();
+        let mut buffers = Vec::with_capacity(frames.len());
+        let (mut inferred_frames, mut idle_frames) = (0, 0);
+        let mut inference_time = Duration::ZERO;
+        {
             let mut renderer = self.renderer.lock().unwrap();
             let Renderer { engine, format } = &mut *renderer;
             let (Some(engine), Some(format)) = (engine.as_mut(), format.as_mut()) else {
                 return Err(gst::FlowError::NotNegotiated);
             };
-            let requests: Vec<FrameRequest> = frames
-                .iter()
-                .map(|frame| FrameRequest {
-                    frame: frame.index as usize,
-                    template: frame.template,
-                })
-                .collect();
-            if let Err(err) = engine.render(&requests) {
+            let mut weights = Vec::with_capacity(frames.len());
+            engine.weights(&frames, late_by.is_some(), threshold_db, &mut weights);
+            let rendered = engine.encode().and_then(|()| {
+                // Runs of frames through the generator, and of idle frames, each one batch.
+                let mut start = 0;
+                while start < frames.len() {
+                    let inferred = weights[start] > 0.0;
+                    let len = weights[start..]
+                        .iter()
+                        .take_while(|&&weight| (weight > 0.0) == inferred)
+                        .count();
+                    let run = start..start + len;
+                    let requests: Vec<FrameRequest> = frames[run.clone()]
+                        .iter()
+                        .map(|frame| FrameRequest {
+                            frame: frame.index as usize,
+                            template: frame.template,
+                        })
+                        .collect();
+                    let run_started = Instant::now();
+                    engine.render(&requests, &weights[run.clone()])?;
+                    for (slot, frame) in frames[run].iter().enumerate() {
+                        buffers.push(self.output_buffer(format, engine.synth.frame(slot), frame));
+                    }
+                    let cost = run_started.elapsed();
+                    if inferred {
+                        engine.inferred_cost.add(cost / len as u32);
+                        inference_time += cost;
+                        inferred_frames += len as u64;
+                    } else {
+                        engine.idle_cost.add(cost / len as u32);
+                        idle_frames += len as u64;
+                    }
+                    start += len;
+                }
+                Ok(())
+            });
+            if let Err(err) = rendered {
                 gst::element_imp_error!(self, gst::StreamError::Failed, ("{err}"));
                 return Err(gst::FlowError::Error);
             }
-            let buffers = frames
-                .iter()
-                .enumerate()
-                .map(|(slot, frame)| self.output_buffer(format, engine.synth.frame(slot), frame))
-                .collect::<Result<Vec<_>, _>>()?;
-            (buffers, engine.models.is_some())
-        };
+            if let Some(last) = frames.last() {
+                engine.features.release_before(last.index as usize + 1);
+            }
+        }
+        if let Some(jitter) = late_by {
+            self.post_qos(live, &frames, jitter);
+        }
         {
             let mut stats = self.stats.lock().unwrap();
-            let count = buffers.len() as u64;
             stats.render_time += started.elapsed();
-            stats.frames_rendered += count;
-            stats.last_batch = count as u32;
-            if inferred {
-                stats.frames_inferred += count;
+            stats.inference_time += inference_time;
+            stats.last_batch = frames.len() as u32;
+            stats.frames_inferred += inferred_frames;
+            if late_by.is_some() {
+                stats.frames_late += idle_frames;
             } else {
-                stats.frames_template += count;
+                stats.frames_idle += idle_frames;
             }
         }
         let discont = std::mem::take(&mut self.output.lock().unwrap().discont);
-        for (n, mut buffer) in buffers.into_iter().enumerate() {
+        for (n, buffer) in buffers.into_iter().enumerate() {
+            let mut buffer = buffer?;
             if n == 0 && discont {
                 buffer.make_mut().set_flags(gst::BufferFlags::DISCONT);
             }
@@ -780,11 +1248,75 @@ impl TalkingHead {
             self.srcpad.push(buffer)?;
             let mut stats = self.stats.lock().unwrap();
             stats.frames_out += 1;
-            stats
-                .first_output
-                .get_or_insert_with(std::time::Instant::now);
+            stats.first_output.get_or_insert_with(Instant::now);
         }
         Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// How late the batch `frames` would be if inferred: past the first frame's `deadline` once
+    /// rendered at `inferred_cost`, or before the earliest running time downstream QoS asks for.
+    /// `None` when it is in time.
+    fn late_by(
+        &self,
+        live: Option<&Live>,
+        deadline: Option<gst::ClockTime>,
+        frames: &[Frame],
+        inferred_cost: Cost,
+    ) -> Option<i64> {
+        let first = frames.first()?;
+        if let (Some(live), Some(deadline)) = (live, deadline) {
+            let done = live.now() + clock_time(inferred_cost.of(frames.len()) + DEADLINE_MARGIN);
+            if done > deadline {
+                return Some((done - deadline).nseconds() as i64);
+            }
+        }
+        let earliest = self.downstream.lock().unwrap().earliest?;
+        let running_time = self
+            .state
+            .lock()
+            .unwrap()
+            .segment
+            .to_running_time(first.pts)?;
+        (running_time < earliest).then(|| (earliest - running_time).nseconds() as i64)
+    }
+
+    /// Tells the application that `frames` were rendered idle to keep up.
+    fn post_qos(&self, live: Option<&Live>, frames: &[Frame], jitter: i64) {
+        let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
+            return;
+        };
+        let (running_time, stream_time) = {
+            let state = self.state.lock().unwrap();
+            (
+                state.segment.to_running_time(first.pts),
+                state.segment.to_stream_time(first.pts),
+            )
+        };
+        let (processed, dropped) = {
+            let stats = self.stats.lock().unwrap();
+            (stats.frames_out, stats.frames_late + frames.len() as u64)
+        };
+        gst::debug!(
+            CAT,
+            imp = self,
+            "Frames {} to {} would be {} late: rendering them idle",
+            first.index,
+            last.index,
+            gst::ClockTime::from_nseconds(jitter.max(0) as u64)
+        );
+        let message = gst::message::Qos::builder(live.is_some())
+            .running_time(running_time)
+            .stream_time(stream_time)
+            .timestamp(first.pts)
+            .duration(last.pts + last.duration - first.pts)
+            .values(jitter, 1.0, 1_000_000)
+            .stats(
+                gst::format::Buffers::from_u64(processed),
+                gst::format::Buffers::from_u64(dropped),
+            )
+            .src(&*self.obj())
+            .build();
+        let _ = self.obj().post_message(message);
     }
 
     /// Converts one rendered frame into a pooled buffer of the negotiated format.
@@ -975,8 +1507,12 @@ impl TalkingHead {
             models,
             features: FeatureStream::new(batch_size),
             synth,
+            fade: Fade::new(settings.blend_frames),
             samples: Vec::new(),
+            inferred_cost: Cost::default(),
+            idle_cost: Cost::default(),
         });
+        *self.downstream.lock().unwrap() = Downstream::default();
         Ok(())
     }
 }
@@ -1015,6 +1551,13 @@ impl ObjectSubclass for TalkingHead {
             })
             .build();
         let srcpad = gst::Pad::builder_from_template(&klass.pad_template("src").unwrap())
+            .event_function(|pad, parent, event| {
+                TalkingHead::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |this| this.src_event(pad, event),
+                )
+            })
             .query_function(|pad, parent, query| {
                 TalkingHead::catch_panic_pad_function(
                     parent,
@@ -1048,6 +1591,7 @@ impl ObjectSubclass for TalkingHead {
             output_changed: Condvar::new(),
             renderer: Mutex::new(Renderer::default()),
             stats: Mutex::new(Stats::default()),
+            downstream: Mutex::new(Downstream::default()),
         }
     }
 }
@@ -1106,13 +1650,51 @@ impl ObjectImpl for TalkingHead {
                     .default_value(DEFAULT_BATCH_SIZE)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecDouble::builder("silence-threshold")
+                    .nick("Silence threshold")
+                    .blurb(
+                        "Level in dBFS (RMS over 12.5 ms) below which audio counts as silence: a \
+                         frame whose whole audio window is silent shows its template frame \
+                         without inference. -200 infers every frame",
+                    )
+                    .minimum(SILENCE_FLOOR_DB.into())
+                    .maximum(0.0)
+                    .default_value(DEFAULT_SILENCE_THRESHOLD_DB)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("blend-frames")
+                    .nick("Blend frames")
+                    .blurb(
+                        "Frames over which the generated face fades in when speech starts and out \
+                         when it stops (1: a cut)",
+                    )
+                    .minimum(1)
+                    .maximum(50)
+                    .default_value(DEFAULT_BLEND_FRAMES)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("max-latency")
+                    .nick("Maximum latency")
+                    .blurb(
+                        "Live streams: nanoseconds a frame may take, once its audio is in, to \
+                         fill a batch and render; added to the latency with the audio \
+                         look-ahead. Frames that cannot be inferred within it are shown idle",
+                    )
+                    .minimum(gst::ClockTime::from_mseconds(20).nseconds())
+                    .maximum(gst::ClockTime::from_seconds(10).nseconds())
+                    .default_value(DEFAULT_MAX_LATENCY.nseconds())
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
                         "Since the element last started: frames-out, frames-inferred (through \
-                         the models), frames-template (the avatar's template alone), batch-size, \
-                         last-batch, render-fps (frames per second of rendering time) and \
-                         output-fps (frames per second since the first frame went out)",
+                         the models), frames-idle (template frames for silence, or without \
+                         models), frames-late (template frames because inference would have \
+                         been late), batch-size, last-batch, queued-frames, render-fps (frames \
+                         per second of rendering time), inference-fps (the same for inferred \
+                         frames), output-fps (frames per second since the first frame went \
+                         out) and latency (nanoseconds the element adds when live)",
                     )
                     .read_only()
                     .build(),
@@ -1144,11 +1726,36 @@ impl ObjectImpl for TalkingHead {
             "audio-encoder" => settings.audio_encoder = value.get().expect("type checked upstream"),
             "ort-library" => settings.ort_library = value.get().expect("type checked upstream"),
             "batch-size" => settings.batch_size = value.get().expect("type checked upstream"),
+            "silence-threshold" => {
+                settings.silence_threshold_db = value.get().expect("type checked upstream")
+            }
+            "blend-frames" => settings.blend_frames = value.get().expect("type checked upstream"),
+            "max-latency" => {
+                let max_latency =
+                    gst::ClockTime::from_nseconds(value.get().expect("type checked upstream"));
+                if max_latency != settings.max_latency {
+                    settings.max_latency = max_latency;
+                    drop(settings);
+                    gst::info!(CAT, imp = self, "max-latency set to {max_latency}");
+                    let _ = self
+                        .obj()
+                        .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+                }
+            }
             _ => unreachable!(),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "stats" {
+            let latency = self.added_latency();
+            let batch_size = self.settings.lock().unwrap().batch_size;
+            let queued_frames = self.output.lock().unwrap().frames;
+            let stats = self.stats.lock().unwrap();
+            return stats
+                .to_structure(batch_size, queued_frames, latency)
+                .to_value();
+        }
         let settings = self.settings.lock().unwrap();
         match pspec.name() {
             "avatar" => settings.avatar.to_value(),
@@ -1157,12 +1764,9 @@ impl ObjectImpl for TalkingHead {
             "audio-encoder" => settings.audio_encoder.to_value(),
             "ort-library" => settings.ort_library.to_value(),
             "batch-size" => settings.batch_size.to_value(),
-            "stats" => self
-                .stats
-                .lock()
-                .unwrap()
-                .to_structure(settings.batch_size)
-                .to_value(),
+            "silence-threshold" => settings.silence_threshold_db.to_value(),
+            "blend-frames" => settings.blend_frames.to_value(),
+            "max-latency" => settings.max_latency.nseconds().to_value(),
             _ => unreachable!(),
         }
     }

@@ -4,6 +4,7 @@ use gst::glib;
 use gst::prelude::*;
 
 pub mod clock;
+mod fade;
 mod imp;
 mod resources;
 

@@ -15,9 +15,9 @@ pub fn init() {
     });
 }
 
-/// A buffer of `samples` S16LE samples starting at sample `offset` of the stream.
+/// A buffer of `samples` S16LE samples of silence starting at sample `offset` of the stream.
 pub fn audio_buffer(offset: u64, samples: u64) -> gst::Buffer {
-    let mut buffer = gst::Buffer::with_size(2 * samples as usize).unwrap();
+    let mut buffer = gst::Buffer::from_mut_slice(vec![0u8; 2 * samples as usize]);
     {
         let buffer = buffer.get_mut().unwrap();
         buffer.set_pts(gst::ClockTime::from_nseconds(

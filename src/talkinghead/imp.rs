@@ -43,6 +43,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::clock::FrameClock;
+use super::costs::Costs;
 use super::fade::Fade;
 use super::resources::{self, Models, Resources, Wanted};
 use crate::audio::features::samples_needed_for_frame;
@@ -290,26 +291,8 @@ struct Engine {
     fade: Fade,
     /// Audio converted to f32, reused from buffer to buffer.
     samples: Vec<f32>,
-    /// Recent rendering cost of one frame, inferred and idle, for live deadlines.
-    inferred_cost: Cost,
-    idle_cost: Cost,
-}
-
-/// A moving average of how long something takes.
-#[derive(Clone, Copy, Default)]
-struct Cost(Option<Duration>);
-
-impl Cost {
-    fn add(&mut self, sample: Duration) {
-        self.0 = Some(match self.0 {
-            Some(average) => average.mul_f64(0.7) + sample.mul_f64(0.3),
-            None => sample,
-        });
-    }
-
-    fn of(&self, frames: usize) -> Duration {
-        self.0.unwrap_or_default() * frames as u32
-    }
+    /// What frames cost to render, for live deadlines.
+    costs: Costs,
 }
 
 impl Engine {
@@ -334,36 +317,36 @@ impl Engine {
         self.features.push(&self.samples);
     }
 
-    /// Measures what inferring a batch costs, on a batch of silence over the first templates, so
-    /// that a live stream's first batch already knows what it can afford. The first run also
-    /// makes ONNX Runtime set up its memory, so only the second is timed.
+    /// Measures what inferring a frame costs, on silence over the first template, so that a
+    /// live stream's first batch already knows what it can afford. The first run also makes ONNX
+    /// Runtime set up its memory, so only the second is timed; the result is kept with the models.
     fn warm_up(&mut self) -> Result<(), String> {
-        if self.models.is_none() || self.inferred_cost.0.is_some() {
+        let Some(models) = self.models.clone() else {
+            return Ok(());
+        };
+        if let Some(cost) = models.lock().unwrap().frame_cost {
+            self.costs.add_inferred(cost, 1);
             return Ok(());
         }
-        let batch = self.synth.batch_size();
-        let mut features = FeatureStream::new(batch);
-        features.push(&vec![0.0; samples_needed_for_frame(batch) as usize]);
+        let mut features = FeatureStream::new(1);
+        features.push(&vec![0.0; samples_needed_for_frame(0) as usize]);
         features.finish();
         std::mem::swap(&mut self.features, &mut features);
-        let requests: Vec<FrameRequest> = (0..batch)
-            .map(|frame| FrameRequest {
-                frame,
-                template: frame % self.avatar.frames.len(),
-            })
-            .collect();
+        let request = [FrameRequest {
+            frame: 0,
+            template: 0,
+        }];
         let result = self.encode().and_then(|()| {
-            for timed in [false, true] {
-                let started = Instant::now();
-                self.render(&requests, &vec![1.0; batch])?;
-                if timed {
-                    self.inferred_cost.add(started.elapsed() / batch as u32);
-                }
-            }
-            Ok(())
+            self.render(&request, &[1.0])?;
+            let started = Instant::now();
+            self.render(&request, &[1.0])?;
+            Ok(started.elapsed())
         });
         std::mem::swap(&mut self.features, &mut features);
-        result
+        let cost = result?;
+        models.lock().unwrap().frame_cost = Some(cost);
+        self.costs.add_inferred(cost, 1);
+        Ok(())
     }
 
     fn push_silence(&mut self, mut samples: u64) {
@@ -386,18 +369,20 @@ impl Engine {
             .map_err(|err| err.to_string())
     }
 
-    /// The generated face's weight in each frame: 0 (idle) without models, for frames whose audio
-    /// window is silent and for `late` frames, fading to 1 through speech.
-    fn weights(&mut self, frames: &[Frame], late: bool, threshold_db: f32, weights: &mut Vec<f32>) {
+    /// The generated face's weight in each frame, without changing the fade: 0 (idle) without
+    /// models and for frames whose audio window is silent, fading to 1 through speech. Returns
+    /// the fade as it would be after these frames.
+    fn weights(&self, frames: &[Frame], threshold_db: f32, weights: &mut Vec<f32>) -> Fade {
+        let mut fade = self.fade.clone();
         weights.clear();
         weights.extend(frames.iter().map(|frame| {
-            if late || self.models.is_none() {
-                self.fade.cut()
-            } else {
-                let level = self.features.window_level_db(frame.index as usize);
-                self.fade.next(level >= threshold_db)
+            if self.models.is_none() {
+                return 0.0;
             }
+            let level = self.features.window_level_db(frame.index as usize);
+            fade.next(level >= threshold_db)
         }));
+        fade
     }
 
     /// Renders a run of frames into the synthesiser's slots: through the generator, cross-faded
@@ -957,11 +942,7 @@ impl TalkingHead {
                     Ok(gst::FlowSuccess::Ok)
                 }
             }
-            Item::Negotiate => self.negotiate().inspect(|_| {
-                if self.state.lock().unwrap().live {
-                    self.warm_up();
-                }
-            }),
+            Item::Negotiate => self.negotiate(),
             item => {
                 self.apply_audio(item);
                 Ok(gst::FlowSuccess::Ok)
@@ -991,23 +972,6 @@ impl TalkingHead {
                 }
             }
             let _ = self.srcpad.pause_task();
-        }
-    }
-
-    fn warm_up(&self) {
-        let mut renderer = self.renderer.lock().unwrap();
-        if let Some(engine) = renderer.engine.as_mut() {
-            let started = Instant::now();
-            match engine.warm_up() {
-                Ok(()) => gst::debug!(
-                    CAT,
-                    imp = self,
-                    "Warmed up in {:?}: {:?} a frame",
-                    started.elapsed(),
-                    engine.inferred_cost.0
-                ),
-                Err(err) => gst::warning!(CAT, imp = self, "Warm-up failed: {err}"),
-            }
         }
     }
 
@@ -1149,15 +1113,15 @@ impl TalkingHead {
             self.negotiate()?;
         }
         let threshold_db = self.settings.lock().unwrap().silence_threshold_db as f32;
-        let (batch_size, inferred_cost) = match &self.renderer.lock().unwrap().engine {
-            Some(engine) => (engine.synth.batch_size(), engine.inferred_cost),
+        let (batch_size, costs) = match &self.renderer.lock().unwrap().engine {
+            Some(engine) => (engine.synth.batch_size(), engine.costs),
             None => return Err(gst::FlowError::Flushing),
         };
         let deadline = live.and_then(|live| live.deadline(first.pts));
         let mut frames = vec![first];
         while frames.len() < batch_size {
             let gather_until = live.zip(deadline).map(|(live, deadline)| {
-                let render = inferred_cost.of(frames.len() + 1) + DEADLINE_MARGIN;
+                let render = costs.inferred(frames.len() + 1) + DEADLINE_MARGIN;
                 live.instant(deadline.saturating_sub(clock_time(render)))
             });
             match self.next_item(false, gather_until) {
@@ -1167,7 +1131,20 @@ impl TalkingHead {
             }
         }
 
-        let late_by = self.late_by(live, deadline, &frames, inferred_cost);
+        // Which frames have speech to infer, and whether inferring them would be late.
+        let mut weights = Vec::with_capacity(frames.len());
+        let fade = match &self.renderer.lock().unwrap().engine {
+            Some(engine) => engine.weights(&frames, threshold_db, &mut weights),
+            None => return Err(gst::FlowError::Flushing),
+        };
+        let to_infer = weights.iter().filter(|&&weight| weight > 0.0).count();
+        let late_by = if to_infer > 0 {
+            self.late_by(live, deadline, &frames, &costs)
+        } else {
+            None
+        };
+        let late_frames = if late_by.is_some() { to_infer } else { 0 };
+
         let started = Instant::now();
         let mut buffers = Vec::with_capacity(frames.len());
         let (mut inferred_frames, mut idle_frames) = (0, 0);
@@ -1178,8 +1155,13 @@ impl TalkingHead {
             let (Some(engine), Some(format)) = (engine.as_mut(), format.as_mut()) else {
                 return Err(gst::FlowError::NotNegotiated);
             };
-            let mut weights = Vec::with_capacity(frames.len());
-            engine.weights(&frames, late_by.is_some(), threshold_db, &mut weights);
+            if late_by.is_some() {
+                // Speech fades back in once frames are in time again.
+                weights.fill(0.0);
+                engine.fade.cut();
+            } else {
+                engine.fade = fade;
+            }
             let rendered = engine.encode().and_then(|()| {
                 // Runs of frames through the generator, and of idle frames, each one batch.
                 let mut start = 0;
@@ -1204,11 +1186,11 @@ impl TalkingHead {
                     }
                     let cost = run_started.elapsed();
                     if inferred {
-                        engine.inferred_cost.add(cost / len as u32);
+                        engine.costs.add_inferred(cost, len);
                         inference_time += cost;
                         inferred_frames += len as u64;
                     } else {
-                        engine.idle_cost.add(cost / len as u32);
+                        engine.costs.add_idle(cost, len);
                         idle_frames += len as u64;
                     }
                     start += len;
@@ -1224,7 +1206,7 @@ impl TalkingHead {
             }
         }
         if let Some(jitter) = late_by {
-            self.post_qos(live, &frames, jitter);
+            self.post_qos(live, &frames, late_frames, jitter);
         }
         {
             let mut stats = self.stats.lock().unwrap();
@@ -1232,11 +1214,8 @@ impl TalkingHead {
             stats.inference_time += inference_time;
             stats.last_batch = frames.len() as u32;
             stats.frames_inferred += inferred_frames;
-            if late_by.is_some() {
-                stats.frames_late += idle_frames;
-            } else {
-                stats.frames_idle += idle_frames;
-            }
+            stats.frames_late += late_frames as u64;
+            stats.frames_idle += idle_frames - late_frames as u64;
         }
         let discont = std::mem::take(&mut self.output.lock().unwrap().discont);
         for (n, buffer) in buffers.into_iter().enumerate() {
@@ -1254,18 +1233,28 @@ impl TalkingHead {
     }
 
     /// How late the batch `frames` would be if inferred: past the first frame's `deadline` once
-    /// rendered at `inferred_cost`, or before the earliest running time downstream QoS asks for.
+    /// rendered at the predicted cost, or before the earliest running time downstream QoS asks
+    /// for.
     /// `None` when it is in time.
     fn late_by(
         &self,
         live: Option<&Live>,
         deadline: Option<gst::ClockTime>,
         frames: &[Frame],
-        inferred_cost: Cost,
+        costs: &Costs,
     ) -> Option<i64> {
         let first = frames.first()?;
         if let (Some(live), Some(deadline)) = (live, deadline) {
-            let done = live.now() + clock_time(inferred_cost.of(frames.len()) + DEADLINE_MARGIN);
+            let done = live.now() + clock_time(costs.inferred(frames.len()) + DEADLINE_MARGIN);
+            gst::log!(
+                CAT,
+                imp = self,
+                "Batch of {} from frame {}: {:?} to infer, {} to its deadline",
+                frames.len(),
+                first.index,
+                costs.inferred(frames.len()),
+                deadline.saturating_sub(live.now())
+            );
             if done > deadline {
                 return Some((done - deadline).nseconds() as i64);
             }
@@ -1281,7 +1270,7 @@ impl TalkingHead {
     }
 
     /// Tells the application that `frames` were rendered idle to keep up.
-    fn post_qos(&self, live: Option<&Live>, frames: &[Frame], jitter: i64) {
+    fn post_qos(&self, live: Option<&Live>, frames: &[Frame], late: usize, jitter: i64) {
         let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
             return;
         };
@@ -1294,7 +1283,7 @@ impl TalkingHead {
         };
         let (processed, dropped) = {
             let stats = self.stats.lock().unwrap();
-            (stats.frames_out, stats.frames_late + frames.len() as u64)
+            (stats.frames_out, stats.frames_late + late as u64)
         };
         gst::debug!(
             CAT,
@@ -1502,16 +1491,25 @@ impl TalkingHead {
             State::new(Some(avatar.clone()), settings.start_frame, models.is_some());
         self.output.lock().unwrap().max_frames = QUEUED_BATCHES * batch_size;
         *self.stats.lock().unwrap() = Stats::default();
-        self.renderer.lock().unwrap().engine = Some(Engine {
+        let mut engine = Engine {
             avatar,
             models,
             features: FeatureStream::new(batch_size),
             synth,
             fade: Fade::new(settings.blend_frames),
             samples: Vec::new(),
-            inferred_cost: Cost::default(),
-            idle_cost: Cost::default(),
-        });
+            costs: Costs::default(),
+        };
+        engine
+            .warm_up()
+            .map_err(|err| gst::error_msg!(gst::LibraryError::Init, ("Warming up: {err}")))?;
+        gst::debug!(
+            CAT,
+            imp = self,
+            "Inferring a frame takes {:?}",
+            engine.costs.inferred_frame()
+        );
+        self.renderer.lock().unwrap().engine = Some(engine);
         *self.downstream.lock().unwrap() = Downstream::default();
         Ok(())
     }

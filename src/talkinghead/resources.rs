@@ -23,6 +23,8 @@ pub struct Wanted {
 pub struct Models {
     pub encoder: AudioEncoder,
     pub generator: Generator,
+    /// What inferring one frame took when the element first warmed the models up.
+    pub frame_cost: Option<std::time::Duration>,
 }
 
 pub struct Resources {
@@ -147,6 +149,7 @@ fn load_models(
     let encoder = AudioEncoder::load(encoder.source(&encoder_name), env, &options);
     let generator = Generator::load(generator.source(&generator_name), env, &options);
     Ok(Models {
+        frame_cost: None,
         encoder: encoder.map_err(fail)?,
         generator: generator.map_err(fail)?,
     })

@@ -210,3 +210,22 @@ pub fn start_error(properties: &[(&str, String)]) -> String {
     pipeline.set_state(gst::State::Null).unwrap();
     error
 }
+
+/// The samples of a 16-bit PCM WAV file (its `data` chunk), as stored.
+pub fn read_wav_s16(path: &std::path::Path) -> Vec<i16> {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..4], b"RIFF", "{path:?} is not a WAV file");
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        if id == b"data" {
+            return bytes[at + 8..at + 8 + len]
+                .chunks_exact(2)
+                .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                .collect();
+        }
+        at += 8 + len + len % 2;
+    }
+    panic!("{path:?} has no data chunk");
+}

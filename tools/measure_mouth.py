@@ -297,7 +297,8 @@ def measure(args):
     steady = np.zeros(usable, bool)
     for start, end in find_pauses(quiet, min_frames):
         closed = opening_u[start:end] < args.closed_threshold
-        pauses.append({"start_s": start / FPS, "end_s": end / FPS, "frames": end - start,
+        pauses.append({"start_s": (first + start) / FPS, "end_s": (first + end) / FPS,
+                       "frames": end - start,
                        "closed_share": float(closed.mean()),
                        "max_opening": float(opening_u[start:end].max())})
         steady[start + guard:max(end - guard, start + guard)] = True
@@ -345,8 +346,9 @@ def measure(args):
 
 # ------------------------------------------------------------------ plot
 
-def plot(path, opening, rms, pauses, closed_threshold, title):
-    """RMS envelope and mouth opening over time, drawn with OpenCV."""
+def plot(path, opening, rms, pauses, closed_threshold, title, first=0):
+    """RMS envelope and mouth opening over time (frames first, first + 1, ...), drawn with
+    OpenCV."""
     n = len(opening)
     width, height = 1400, 460
     left, right, top, bottom = 70, 70, 50, 60
@@ -357,12 +359,11 @@ def plot(path, opening, rms, pauses, closed_threshold, title):
         return left + (i / max(n - 1, 1)) * pw
 
     for p in pauses:                                   # pauses: light grey bands
-        cv2.rectangle(img, (int(px(p["start_s"] * FPS)), top),
-                      (int(px(p["end_s"] * FPS - 1)), top + ph), (232, 232, 232), -1)
+        cv2.rectangle(img, (int(px(p["start_s"] * FPS - first)), top),
+                      (int(px(p["end_s"] * FPS - first - 1)), top + ph), (232, 232, 232), -1)
     cv2.rectangle(img, (left, top), (left + pw, top + ph), (0, 0, 0), 1)
-    seconds = n / FPS
-    for s in range(int(seconds) + 1):
-        x = int(px(s * FPS))
+    for s in range(int(math.ceil(first / FPS)), int((first + n) / FPS) + 1):
+        x = int(px(s * FPS - first))
         cv2.line(img, (x, top + ph), (x, top + ph + 6), (0, 0, 0), 1)
         cv2.putText(img, f"{s}", (x - 5, top + ph + 22), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
                     cv2.LINE_AA)
@@ -448,7 +449,8 @@ def main(argv=None):
         plot(args.png, opening, rms, pauses, args.closed_threshold,
              f"{os.path.basename(args.frames.rstrip('/'))} / "
              f"{'its audio' if args.audio_track else os.path.basename(args.audio)}: "
-             f"r = {result['pearson_r']:.3f}, silence jitter = {result['silence_jitter']:.3f}")
+             f"r = {result['pearson_r']:.3f}, silence jitter = {result['silence_jitter']:.3f}",
+             result["first_frame"])
     if args.json:
         # NaN (no pauses, no steady silence) is written as null, which strict JSON parsers accept
         json.dump(_no_nan(result), sys.stdout, indent=2, allow_nan=False)

@@ -8,7 +8,7 @@ they were rendered from (SyncTalk_2D layout: full_body_img/, landmarks/) and
 the audio WAV they were rendered with (any rate/channels; read with librosa at
 16 kHz mono).
 
-Per output frame i (25 fps):
+Per output frame i (25 fps; in a video, the frame shown at i x 40 ms):
   template   t(i) = 1, 2, ..., N-1, N-2, ..., 1, 0, 1, ...  (the ping-pong order
              of the reference and the element; --start-frame K shifts it to
              t(i + K))
@@ -56,6 +56,11 @@ Reported:
                    mouth onset - audio onset (null: the mouth did not open);
                    onset_offset_max_abs is the largest |offset_frames|
 
+  frames_off_time  40 ms ticks at which a player shows another frame than the
+                   element's frame of that tick (a muxer re-stamped frames that
+                   reached it late, or frames are missing): every measurement is
+                   on what is shown at each tick, so these count against sync
+
 Recordings: --audio-track takes the audio from FRAMES' own audio track
 (decoded with ffmpeg to 16 kHz mono) instead of --audio, placed against the
 video by the streams' start times (ffprobe), so the offsets measured are the
@@ -91,32 +96,55 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".tif", ".tiff")
 # ------------------------------------------------------------------ inputs
 
 def read_frames(source, first=0, count=None):
-    """Yield BGR uint8 frames of a video file or an image folder, in order, from frame `first`
-    on, at most `count` of them."""
+    """Yield (n, BGR uint8 frame) for each 40 ms tick k = first, first + 1, ... (at most
+    `count` ticks): the frame a player shows at time k x 40 ms, i.e. the last frame whose
+    timestamp (relative to the first frame's) is at or before it, and its place n in the stream.
+    Images of a folder, taken in name order, are frame n at n x 40 ms, so there n == k; in a
+    video n differs from k where frames were re-stamped, repeated or left out."""
+    end = None if count is None else first + count
     if os.path.isdir(source):
         names = sorted(n for n in os.listdir(source) if n.lower().endswith(IMAGE_EXTENSIONS))
         if not names:
             raise SystemExit(f"{source}: no images")
-        for name in names[first:None if count is None else first + count]:
+        for n, name in enumerate(names[first:end], first):
             frame = cv2.imread(os.path.join(source, name), cv2.IMREAD_COLOR)
             if frame is None:
                 raise SystemExit(f"cannot read {os.path.join(source, name)}")
-            yield frame
+            yield n, frame
         return
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         raise SystemExit(f"{source}: OpenCV cannot open it")
-    index = 0
-    while count is None or index < first + count:
-        if index < first:
-            ok = capture.grab()
-        else:
-            ok, frame = capture.read()
-        if not ok:
-            break
-        if index >= first:
-            yield frame
-        index += 1
+    tick = first
+    shown = None                    # (n, frame) of the latest frame at or before the tick
+    origin = None
+    n = 0
+    # frames are decoded from 2 s before the first tick on (a frame shown at a tick is almost
+    # always less than that older than it); earlier ones are only parsed
+    decode_from = first / FPS - 2.0
+    while (end is None or tick < end) and capture.grab():
+        at = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        origin = at if origin is None else origin
+        at -= origin
+        while shown is not None and tick / FPS + 0.001 < at and (end is None or tick < end):
+            if shown[1] is None:
+                raise SystemExit(f"{source}: frame {shown[0]} is shown at {tick / FPS:.2f} s, "
+                                 "more than 2 s after its timestamp")
+            yield shown
+            tick += 1
+        frame = None
+        if at >= decode_from:
+            ok, frame = capture.retrieve()
+            if not ok:
+                break
+        shown = (n, frame)
+        n += 1
+        last_at = at
+    # the last frame lasts one frame
+    while shown is not None and shown[1] is not None and tick / FPS + 0.001 < last_at + 1.0 / FPS \
+            and (end is None or tick < end):
+        yield shown
+        tick += 1
     capture.release()
 
 
@@ -267,9 +295,12 @@ def measure(args):
     first = int(round(args.start * FPS))
     count = None if args.seconds is None else int(round(args.seconds * FPS))
     openings = []
-    boxes = []
-    for n, frame in enumerate(read_frames(args.frames, first, count)):
-        i = first + n
+    shown = []
+    for i, frame in read_frames(args.frames, first, count):
+        shown.append(i)
+        if len(shown) > 1 and shown[-2] == i:
+            openings.append(openings[-1])
+            continue
         image, box = avatar.template(pingpong(i + args.start_frame, avatar.count))
         if frame.shape != image.shape:
             raise SystemExit(f"frame {i}: size {frame.shape[1]}x{frame.shape[0]} differs from the "
@@ -279,7 +310,6 @@ def measure(args):
         diff = cv2.GaussianBlur(diff, (5, 5), 1.0)
         diff -= np.median(diff.reshape(-1, 3), axis=0)
         openings.append(float(np.abs(diff).mean()))
-        boxes.append(box)
     if not openings:
         raise SystemExit(f"{args.frames}: no frames")
     opening = np.array(openings)
@@ -317,6 +347,7 @@ def measure(args):
     result = {
         "first_frame": first,
         "frames": int(len(opening)),
+        "frames_off_time": sum(n != k for k, n in enumerate(shown, first)),
         "frames_compared": int(usable),
         "audio_seconds": duration,
         "pearson_r": pearson(opening_u, rms_u),
@@ -457,7 +488,7 @@ def main(argv=None):
         print()
         return
     print(f"frames {result['frames']} ({result['frames_compared']} compared, "
-          f"audio {result['audio_seconds']:.2f} s)")
+          f"audio {result['audio_seconds']:.2f} s; {result['frames_off_time']} shown off time)")
     print(f"pearson r (opening vs 40 ms rms)  {result['pearson_r']:.3f}")
     print(f"closed threshold                  {result['closed_threshold']:.2f} (mean |diff|, 0..255)")
     print(f"mean opening: speech {result['opening_mean_speech']:.2f}, silence "

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
@@ -74,6 +75,23 @@ fn a_tts_voice_with_pauses_streams_and_records_in_sync() {
     let _one = REAL_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let scratch = Scratch::new("rtmp-tts");
     let mut server = RtmpServer::start(&scratch.0);
+    let mut publisher = script("pipelines/tts-to-rtmp.sh", &scratch)
+        .arg(server.url("tts"))
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the voice starts once the stream plays, as a TTS service connects to a running stream
+    let mut errors = BufReader::new(publisher.stderr.take().unwrap()).lines();
+    let mut said = String::new();
+    for line in errors.by_ref() {
+        let line = line.unwrap();
+        if line.contains("playing, reading stdin") {
+            break;
+        }
+        said += &line;
+    }
+    let rest = std::thread::spawn(move || errors.map_while(Result::ok).collect::<Vec<_>>());
     // the clip twice with a 1 s pause between, in which nothing is written
     let mut feeder = Command::new(python())
         .arg(root().join("tools/pace_pcm.py"))
@@ -82,9 +100,18 @@ fn a_tts_voice_with_pauses_streams_and_records_in_sync() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    run(script("pipelines/tts-to-rtmp.sh", &scratch)
-        .arg(server.url("tts"))
-        .stdin(feeder.stdout.take().unwrap()));
+    std::io::copy(
+        feeder.stdout.as_mut().unwrap(),
+        publisher.stdin.as_mut().unwrap(),
+    )
+    .unwrap();
+    drop(publisher.stdin.take());
+    let status = publisher.wait().unwrap();
+    assert!(
+        status.success(),
+        "tts-to-rtmp.sh: {status}: {said}\n{}",
+        rest.join().unwrap().join("\n")
+    );
     assert!(feeder.wait().unwrap().success());
     server.stop();
     let recording = server.recording("tts");

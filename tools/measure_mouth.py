@@ -62,9 +62,10 @@ Reported:
                    on what is shown at each tick, so these count against sync
 
 Recordings: --audio-track takes the audio from FRAMES' own audio track
-(decoded with ffmpeg to 16 kHz mono) instead of --audio, placed against the
-video by the streams' start times (ffprobe), so the offsets measured are the
-ones a player shows.  --from S and --seconds S measure a window of the video
+(decoded with ffmpeg to 16 kHz mono) instead of --audio, placed by its packet
+timestamps (aresample=async=1: gaps filled with silence, overlaps dropped) and
+against the video by the streams' start times (ffprobe), so the offsets
+measured are the ones a player that follows timestamps shows.  --from S and --seconds S measure a window of the video
 (template phases stay those of the whole stream).
 
 Usage:
@@ -208,8 +209,10 @@ def stream_start(path, selector):
 
 
 def audio_track(path):
-    """The audio track of a recording at 16 kHz mono, sample 0 at the video's first frame."""
+    """The audio track of a recording at 16 kHz mono, placed by its timestamps, sample 0 at the
+    video's first frame."""
     out = subprocess.run(["ffmpeg", "-v", "error", "-i", path, "-map", "0:a:0", "-ac", "1",
+                          "-af", "aresample=async=1",
                           "-ar", str(SAMPLE_RATE), "-f", "f32le", "-"], capture_output=True)
     if out.returncode != 0:
         raise SystemExit(f"{path}: ffmpeg cannot decode its audio track: "

@@ -8,7 +8,8 @@ SHELL := /bin/bash
 APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
-	gstreamer1.0-plugins-base-apps libturbojpeg0-dev python3-venv ffmpeg
+	gstreamer1.0-plugins-base-apps libturbojpeg0-dev python3-venv ffmpeg \
+	nginx libnginx-mod-rtmp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 VENV := .venv
@@ -16,7 +17,7 @@ VENV := .venv
 export GST_PLUGIN_PATH := $(CURDIR)/target/release
 export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
 
-.PHONY: demo test deps build lint clean
+.PHONY: demo test deps build lint clean live-drift
 
 demo: deps build
 	@mkdir -p out
@@ -27,6 +28,12 @@ demo: deps build
 		-show_entries stream=duration,nb_read_frames -of csv=p=0 out/demo.mp4 | \
 	awk -F, -v start=$$start -v end=$$end -v file=$(CURDIR)/out/demo.mp4 '{ t = end - start; \
 		printf "%s: %d frames, %.2f s, rendered in %.1f s (%.1fx real time)\n", file, $$2, $$1, t, $$1 / t }'
+
+# A/V drift of a long live run (see README, Live streaming): MINUTES of the bundled clip, looped
+# with pauses, at real time through pipelines/tts-to-rtmp.sh into a local RTMP server.
+MINUTES ?= 20
+live-drift: deps build
+	tools/live_drift.sh $(MINUTES) out/live-drift
 
 test: deps build
 	G_DEBUG=fatal_warnings cargo test --release --quiet

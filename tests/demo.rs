@@ -1,19 +1,12 @@
 //! `make demo`'s pipeline end to end: the launch line in pipelines/, through gst-launch-1.0 and the
-//! built plugin, read back with ffprobe.
+//! built plugin, read back with ffprobe, and the mouth measured against the MP4's own audio.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
-/// The folder cargo put the plugin library in (next to this test's `deps/`).
-fn plugin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    assert!(
-        dir.join("libgsttalkinghead.so").exists(),
-        "no libgsttalkinghead.so in {dir:?}: build the plugin first (make test does)"
-    );
-    dir
-}
+use common::scripts::{Scratch, assert_onsets_in_sync, measure_recording, script};
 
 fn wav_seconds(path: &Path) -> f64 {
     let data = std::fs::read(path).unwrap();
@@ -67,12 +60,11 @@ fn probe(path: &Path) -> Vec<(String, String, String, f64)> {
 fn the_demo_mp4_has_h264_and_aac_as_long_as_the_clip() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let clip = root.join("models/demo/speech.wav");
-    let out = std::env::temp_dir().join(format!("talkinghead-demo-{}.mp4", std::process::id()));
-    let status = Command::new(root.join("pipelines/file-to-mp4.sh"))
+    let scratch = Scratch::new("demo");
+    let out = scratch.join("demo.mp4");
+    let status = script("pipelines/file-to-mp4.sh", &scratch)
         .arg(&clip)
         .arg(&out)
-        .env("GST_PLUGIN_PATH", plugin_dir())
-        .env("GST_REGISTRY", out.with_extension("registry"))
         .status()
         .unwrap();
     assert!(status.success());
@@ -95,6 +87,6 @@ fn the_demo_mp4_has_h264_and_aac_as_long_as_the_clip() {
             "{stream:?} vs clip of {seconds} s"
         );
     }
-    std::fs::remove_file(&out).unwrap();
-    let _ = std::fs::remove_file(out.with_extension("registry"));
+    // the clip has 3 audio onsets after a pause of 0.3 s or more
+    assert_onsets_in_sync(&measure_recording(&out), 3);
 }

@@ -1,6 +1,8 @@
 //! Shared set-up for the integration tests: the plugin registered from this build.
 #![allow(dead_code)]
 
+pub mod scripts;
+
 use std::sync::Once;
 
 pub const AUDIO_CAPS: &str = "audio/x-raw,format=S16LE,rate=16000,channels=1,layout=interleaved";

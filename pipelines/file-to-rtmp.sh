@@ -10,7 +10,7 @@ input=$1 url=$2
 shift 2
 exec gst-launch-1.0 -q \
   filesrc location="$input" ! decodebin ! tee name=audio \
-  audio. ! queue ! audioconvert ! audioresample ! talkinghead "$@" ! videoconvert ! \
+  audio. ! queue ! audioconvert ! audioresample ! talkinghead "$@" ! queue ! videoconvert ! \
     x264enc tune=zerolatency speed-preset=faster key-int-max=50 ! h264parse ! queue ! \
     flvmux name=mux streamable=true ! rtmp2sink location="$url" \
   audio. ! queue ! audioconvert ! audioresample ! audio/x-raw,rate=48000 ! avenc_aac ! aacparse ! queue ! mux.

@@ -29,7 +29,7 @@ gst-launch-1.0 -e \
     rawaudioparse use-sink-caps=false format=pcm pcm-format=s16le sample-rate=16000 num-channels=1 ! \
     queue ! mix. \
   audiomixer name=mix latency="${JITTER:-200000000}" output-buffer-duration=20000000 ! $pcm ! tee name=audio \
-  audio. ! queue ! talkinghead "$@" ! videoconvert ! \
+  audio. ! queue ! talkinghead "$@" ! queue ! videoconvert ! \
     x264enc tune=zerolatency speed-preset=faster key-int-max=50 ! h264parse ! queue ! \
     flvmux name=mux streamable=true latency="${MARGIN:-1000000000}" ! rtmp2sink location="$url" \
   audio. ! queue ! audioconvert ! audioresample ! audio/x-raw,rate=48000 ! avenc_aac ! aacparse ! queue ! mux. \

@@ -12,6 +12,9 @@ APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 VENV := .venv
+# An ONNX Runtime older than the bindings need (>= 1.23), for the test that refuses it by name.
+ORT_OLD_VERSION := 1.20.1
+ORT_OLD := target/ort-old/libonnxruntime.so.$(ORT_OLD_VERSION)
 # Our own registry, so a stale or blacklisted entry from another build can never hide the plugin.
 export GST_PLUGIN_PATH := $(CURDIR)/target/release
 export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
@@ -29,7 +32,7 @@ demo: deps build
 		printf "%s: %d frames, %.2f s, rendered in %.1f s (%.1fx real time)\n", file, $$2, $$1, t, $$1 / t }'
 
 test: deps build
-	G_DEBUG=fatal_warnings cargo test --release --quiet
+	G_DEBUG=fatal_warnings cargo test --release --quiet --features fault-injection
 	$(MAKE) --no-print-directory lint
 
 lint:
@@ -39,7 +42,7 @@ lint:
 build:
 	@cargo build --release --quiet
 
-deps: target/.apt-done $(VENV)/.done
+deps: target/.apt-done $(VENV)/.done $(ORT_OLD)
 
 target/.apt-done: Makefile
 	@command -v cargo >/dev/null || { echo "cargo is missing: install Rust (https://rustup.rs)"; exit 1; }
@@ -58,6 +61,16 @@ $(VENV)/.done: requirements.txt | target/.apt-done
 	@python3 -m venv $(VENV)
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
+
+$(ORT_OLD): | $(VENV)/.done
+	@echo "Fetching onnxruntime $(ORT_OLD_VERSION) for the too-old-library test"
+	@rm -rf target/ort-old.tmp && mkdir -p target/ort-old.tmp target/ort-old
+	@$(VENV)/bin/pip download --quiet --disable-pip-version-check --no-deps \
+		--only-binary=:all: onnxruntime==$(ORT_OLD_VERSION) -d target/ort-old.tmp
+	@$(VENV)/bin/python -c 'import glob, sys, zipfile; \
+		wheel = zipfile.ZipFile(glob.glob("target/ort-old.tmp/*.whl")[0]); \
+		open(sys.argv[1], "wb").write(wheel.read("onnxruntime/capi/" + sys.argv[1].split("/")[-1]))' $@
+	@rm -rf target/ort-old.tmp
 
 clean:
 	cargo clean

@@ -1,19 +1,12 @@
 //! `make demo`'s pipeline end to end: the launch line in pipelines/, through gst-launch-1.0 and the
 //! built plugin, read back with ffprobe.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 
-/// The folder cargo put the plugin library in (next to this test's `deps/`).
-fn plugin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    assert!(
-        dir.join("libgsttalkinghead.so").exists(),
-        "no libgsttalkinghead.so in {dir:?}: build the plugin first (make test does)"
-    );
-    dir
-}
+use common::plugin_dir;
 
 fn wav_seconds(path: &Path) -> f64 {
     let data = std::fs::read(path).unwrap();

@@ -245,10 +245,8 @@ pub fn plugin_dir() -> std::path::PathBuf {
 /// that loads this build's plugin, without fatal warnings; returns its exit success and its
 /// stdout and stderr together.
 pub fn gst_launch(pipeline: &str) -> (bool, String) {
-    let registry = std::env::temp_dir().join(format!(
-        "talkinghead-registry-{}.bin",
-        std::process::id()
-    ));
+    let registry =
+        std::env::temp_dir().join(format!("talkinghead-registry-{}.bin", std::process::id()));
     let output = std::process::Command::new("gst-launch-1.0")
         .args(pipeline.split_whitespace())
         .env("GST_PLUGIN_PATH", plugin_dir())

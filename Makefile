@@ -13,11 +13,19 @@ APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 VENV := .venv
+# An ONNX Runtime older than the bindings need (>= 1.23), for the test that refuses it by name.
+ORT_OLD_VERSION := 1.20.1
+ORT_OLD := target/ort-old/libonnxruntime.so.$(ORT_OLD_VERSION)
 # Our own registry, so a stale or blacklisted entry from another build can never hide the plugin.
 export GST_PLUGIN_PATH := $(CURDIR)/target/release
 export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
 
-.PHONY: demo test deps build lint clean live-drift
+.PHONY: demo test deps build lint clean live-drift fuzz fuzz-tool leakcheck soak
+
+FUZZ_SECONDS ?= 60
+# Seconds each fuzz target runs in `make test`.
+FUZZ_SMOKE_SECONDS ?= 5
+SOAK_MINUTES ?= 60
 
 demo: deps build
 	@mkdir -p out
@@ -35,18 +43,36 @@ MINUTES ?= 20
 live-drift: deps build
 	tools/live_drift.sh $(MINUTES) out/live-drift
 
-test: deps build
-	G_DEBUG=fatal_warnings cargo test --release --quiet
+test: deps build fuzz-tool
+	G_DEBUG=fatal_warnings cargo test --release --quiet --features fault-injection
+	tools/fuzz.sh $(FUZZ_SMOKE_SECONDS)
 	$(MAKE) --no-print-directory lint
+
+# Each fuzz target for FUZZ_SECONDS seconds (see fuzz/).
+fuzz: deps fuzz-tool
+	tools/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-tool:
+	@command -v cargo-fuzz >/dev/null || { \
+		echo "Installing cargo-fuzz (about a minute)"; cargo install cargo-fuzz --locked --quiet; }
+
+# A short pipeline under valgrind: no definite leak from our code.
+leakcheck: deps build
+	@command -v valgrind >/dev/null || $(SUDO) apt-get install -y -qq --no-install-recommends valgrind
+	tools/leakcheck.sh
+
+# SOAK_MINUTES of speech through the element; RSS every minute of audio into target/soak/rss.tsv.
+soak: deps
+	SOAK_MINUTES=$(SOAK_MINUTES) cargo run --release --quiet --example soak
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --release --quiet --all-targets -- -D warnings
+	cargo clippy --release --quiet --all-targets --features fault-injection -- -D warnings
 
 build:
 	@cargo build --release --quiet
 
-deps: target/.apt-done $(VENV)/.done
+deps: target/.apt-done $(VENV)/.done $(ORT_OLD)
 
 target/.apt-done: Makefile
 	@command -v cargo >/dev/null || { echo "cargo is missing: install Rust (https://rustup.rs)"; exit 1; }
@@ -66,6 +92,16 @@ $(VENV)/.done: requirements.txt | target/.apt-done
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
 
+$(ORT_OLD): | $(VENV)/.done
+	@echo "Fetching onnxruntime $(ORT_OLD_VERSION) for the too-old-library test"
+	@rm -rf target/ort-old.tmp && mkdir -p target/ort-old.tmp target/ort-old
+	@$(VENV)/bin/pip download --quiet --disable-pip-version-check --no-deps \
+		--only-binary=:all: onnxruntime==$(ORT_OLD_VERSION) -d target/ort-old.tmp
+	@$(VENV)/bin/python -c 'import glob, sys, zipfile; \
+		wheel = zipfile.ZipFile(glob.glob("target/ort-old.tmp/*.whl")[0]); \
+		open(sys.argv[1], "wb").write(wheel.read("onnxruntime/capi/" + sys.argv[1].split("/")[-1]))' $@
+	@rm -rf target/ort-old.tmp
+
 clean:
 	cargo clean
-	rm -rf out $(VENV)
+	rm -rf out $(VENV) fuzz/target

@@ -34,8 +34,9 @@
 //! is held across a push, and `output` is released while waiting on its condition variable.
 
 use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use gst::glib;
@@ -47,6 +48,7 @@ use super::costs::Costs;
 use super::fade::Fade;
 use super::resources::{self, Models, Resources, Wanted};
 use crate::audio::features::samples_needed_for_frame;
+use crate::audio::samples;
 use crate::audio::stream::{FeatureStream, SILENCE_FLOOR_DB};
 use crate::avatar::Avatar;
 use crate::synth::{FrameRequest, FrameSynth};
@@ -301,18 +303,14 @@ impl Engine {
             return;
         };
         self.samples.clear();
+        // `skip` leading samples overlap audio already counted.
         match format {
-            SampleFormat::S16 => self.samples.extend(
-                map.chunks_exact(2)
-                    .skip(skip)
-                    .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0),
-            ),
-            SampleFormat::F32 => self.samples.extend(
-                map.chunks_exact(4)
-                    .skip(skip)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .map(|v| if v.is_finite() { v } else { 0.0 }),
-            ),
+            SampleFormat::S16 => {
+                samples::extend_from_s16le(&mut self.samples, map.get(2 * skip..).unwrap_or(&[]))
+            }
+            SampleFormat::F32 => {
+                samples::extend_from_f32le(&mut self.samples, map.get(4 * skip..).unwrap_or(&[]))
+            }
         }
         self.features.push(&self.samples);
     }
@@ -870,13 +868,51 @@ impl TalkingHead {
         let element = self.obj().downgrade();
         let pad = self.srcpad.downgrade();
         self.srcpad.start_task(move || match element.upgrade() {
-            Some(element) => element.imp().output_loop(),
+            Some(element) => {
+                let imp = element.imp();
+                if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| imp.output_loop())) {
+                    imp.task_panicked(&*payload);
+                }
+            }
             None => {
                 if let Some(pad) = pad.upgrade() {
                     let _ = pad.pause_task();
                 }
             }
         })
+    }
+
+    /// A panic while rendering is an element error, like a failed flow: the chain hands the
+    /// error upstream, EOS goes downstream and the task stops. The locks the panic poisoned are
+    /// released, so the element can still stop and start again.
+    fn task_panicked(&self, payload: &(dyn std::any::Any + Send)) {
+        let message = crate::fault::panic_message(payload);
+        self.renderer.clear_poison();
+        self.stats.clear_poison();
+        if let Some(models) = self
+            .resources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(|resources| resources.models.as_ref())
+        {
+            models.clear_poison();
+        }
+        gst::element_imp_error!(
+            self,
+            gst::StreamError::Failed,
+            ("Rendering failed: {message}"),
+            ["the source pad task panicked; streaming stopped"]
+        );
+        {
+            let mut output = self.output.lock().unwrap_or_else(PoisonError::into_inner);
+            if !output.flushing {
+                output.flow = Err(gst::FlowError::Error);
+            }
+            self.output_changed.notify_all();
+        }
+        self.srcpad.push_event(gst::event::Eos::new());
+        let _ = self.srcpad.pause_task();
     }
 
     /// Queues frames for the source pad task, waiting while the queue is full.
@@ -950,6 +986,18 @@ impl TalkingHead {
         };
 
         if let Err(err) = result {
+            // The error is on the bus before upstream sees the flow return.
+            let fatal = !matches!(err, gst::FlowError::Flushing | gst::FlowError::Eos);
+            if fatal {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Failed,
+                    ("Internal data stream error"),
+                    ["streaming stopped, reason {err:?}"]
+                );
+            } else {
+                gst::debug!(CAT, imp = self, "Pausing task: {err:?}");
+            }
             {
                 let mut output = self.output.lock().unwrap();
                 if !output.flushing {
@@ -957,19 +1005,8 @@ impl TalkingHead {
                 }
                 self.output_changed.notify_all();
             }
-            match err {
-                gst::FlowError::Flushing | gst::FlowError::Eos => {
-                    gst::debug!(CAT, imp = self, "Pausing task: {err:?}")
-                }
-                _ => {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Failed,
-                        ("Internal data stream error"),
-                        ["streaming stopped, reason {err:?}"]
-                    );
-                    self.srcpad.push_event(gst::event::Eos::new());
-                }
+            if fatal {
+                self.srcpad.push_event(gst::event::Eos::new());
             }
             let _ = self.srcpad.pause_task();
         }
@@ -1455,6 +1492,25 @@ impl TalkingHead {
         Ok(pool)
     }
 
+    /// Properties that are mutable in READY only are refused, with a warning, once the element
+    /// streams: the running engine would silently keep the old value.
+    fn property_writable_now(&self, pspec: &glib::ParamSpec) -> bool {
+        let state = self.obj().current_state();
+        if state <= gst::State::Ready || !pspec.flags().contains(gst::PARAM_FLAG_MUTABLE_READY) {
+            return true;
+        }
+        gst::element_imp_warning!(
+            self,
+            gst::LibraryError::Settings,
+            (
+                "Property '{}' can only be changed in the NULL or READY state, not in {state:?}: \
+                 the change is ignored",
+                pspec.name()
+            )
+        );
+        false
+    }
+
     /// Loads and checks what the current settings name, unless it already is.
     fn load_resources(&self) -> Result<(), gst::ErrorMessage> {
         let wanted = self.settings.lock().unwrap().wanted();
@@ -1711,6 +1767,9 @@ impl ObjectImpl for TalkingHead {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if !self.property_writable_now(pspec) {
+            return;
+        }
         let mut settings = self.settings.lock().unwrap();
         match pspec.name() {
             "avatar" => {

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use super::plugin_dir;
+
 /// One video frame at 25 fps, in seconds: the sync tolerance.
 pub const FRAME_S: f64 = 0.040;
 
@@ -33,17 +35,6 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// The folder cargo put the plugin library in (next to this test's `deps/`).
-pub fn plugin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    assert!(
-        dir.join("libgsttalkinghead.so").exists(),
-        "no libgsttalkinghead.so in {dir:?}: build the plugin first (make test does)"
-    );
-    dir
 }
 
 /// `pipelines/NAME` or `tools/NAME`, set up to find this build's plugin through its own registry

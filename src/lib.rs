@@ -3,6 +3,7 @@
 pub mod audio;
 pub mod avatar;
 pub mod compose;
+pub mod fault;
 pub mod inference;
 pub mod synth;
 mod talkinghead;

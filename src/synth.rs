@@ -5,12 +5,14 @@
 //! per-frame image work (decode, crop, pack; unpack, paste) is spread over the cores, on both sides
 //! of the generator call.
 
+use std::panic;
 use std::thread;
 
 use crate::audio::features::FRAME_WINDOW_LEN;
 use crate::audio::stream::FeatureStream;
 use crate::avatar::{Avatar, JpegDecoder};
 use crate::compose::{self, BgrImage, Compositor, FaceCrop, INPUT_LEN, OUTPUT_LEN};
+use crate::fault::{self, Site};
 
 /// One frame to render: its index in the stream and the template it is painted on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +89,7 @@ impl FrameSynth {
         avatar: &Avatar,
         requests: &[FrameRequest],
     ) -> Result<(), String> {
+        fault::check(Site::Task, first_file(avatar, requests));
         self.for_each_slot(requests, |worker, slot, request, _| {
             decode(worker, slot, avatar, request)
         })
@@ -103,6 +106,7 @@ impl FrameSynth {
         features: &FeatureStream,
         generator: impl FnOnce(&[f32], &[f32], &mut [f32]) -> Result<(), E>,
     ) -> Result<(), E> {
+        fault::check(Site::Task, first_file(avatar, requests));
         let n = requests.len();
         let mut images = self.images.chunks_exact_mut(INPUT_LEN);
         let mut audio = self.audio.chunks_exact_mut(FRAME_WINDOW_LEN);
@@ -224,7 +228,9 @@ fn for_each_slot<T: Send, E: Send>(
                 .collect();
         handles
             .into_iter()
-            .try_for_each(|handle| handle.join().expect("frame synthesis thread panicked"))
+            // A worker's panic goes on in this thread with its own message, for the element to
+            // report.
+            .try_for_each(|handle| handle.join().unwrap_or_else(|p| panic::resume_unwind(p)))
     })
 }
 
@@ -235,6 +241,7 @@ fn decode(
     request: &FrameRequest,
 ) -> Result<(), String> {
     let template = &avatar.frames[request.template];
+    fault::check(Site::Synth, &template.file);
     worker
         .decoder
         .decode_bgr(
@@ -244,6 +251,13 @@ fn decode(
             3 * avatar.width as usize,
         )
         .map_err(|err| format!("{}: {err}", template.file))
+}
+
+/// The template file of a batch's first frame, to name the batch.
+fn first_file<'a>(avatar: &'a Avatar, requests: &[FrameRequest]) -> &'a str {
+    requests
+        .first()
+        .map_or("", |request| &avatar.frames[request.template].file)
 }
 
 fn frame_image<'a>(frame: &'a [u8], avatar: &Avatar) -> BgrImage<&'a [u8]> {

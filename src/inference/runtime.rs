@@ -178,12 +178,10 @@ fn describe_load_error(error: ort::LoadDynamicError) -> String {
 /// Runs `f`, turning a panic inside `ort` into an error: loading must not take the app down.
 fn catch_panic<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        Err(format!("ONNX Runtime bindings panicked: {message}"))
+        Err(format!(
+            "ONNX Runtime bindings panicked: {}",
+            crate::fault::panic_message(&*payload)
+        ))
     })
 }
 

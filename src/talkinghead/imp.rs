@@ -35,7 +35,8 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use gst::glib;
@@ -870,13 +871,51 @@ impl TalkingHead {
         let element = self.obj().downgrade();
         let pad = self.srcpad.downgrade();
         self.srcpad.start_task(move || match element.upgrade() {
-            Some(element) => element.imp().output_loop(),
+            Some(element) => {
+                let imp = element.imp();
+                if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| imp.output_loop())) {
+                    imp.task_panicked(&*payload);
+                }
+            }
             None => {
                 if let Some(pad) = pad.upgrade() {
                     let _ = pad.pause_task();
                 }
             }
         })
+    }
+
+    /// A panic while rendering is an element error, like a failed flow: the chain hands the
+    /// error upstream, EOS goes downstream and the task stops. The locks the panic poisoned are
+    /// released, so the element can still stop and start again.
+    fn task_panicked(&self, payload: &(dyn std::any::Any + Send)) {
+        let message = crate::fault::panic_message(payload);
+        self.renderer.clear_poison();
+        self.stats.clear_poison();
+        if let Some(models) = self
+            .resources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(|resources| resources.models.as_ref())
+        {
+            models.clear_poison();
+        }
+        gst::element_imp_error!(
+            self,
+            gst::StreamError::Failed,
+            ("Rendering failed: {message}"),
+            ["the source pad task panicked; streaming stopped"]
+        );
+        {
+            let mut output = self.output.lock().unwrap_or_else(PoisonError::into_inner);
+            if !output.flushing {
+                output.flow = Err(gst::FlowError::Error);
+            }
+            self.output_changed.notify_all();
+        }
+        self.srcpad.push_event(gst::event::Eos::new());
+        let _ = self.srcpad.pause_task();
     }
 
     /// Queues frames for the source pad task, waiting while the queue is full.
@@ -1455,6 +1494,25 @@ impl TalkingHead {
         Ok(pool)
     }
 
+    /// Properties that are mutable in READY only are refused, with a warning, once the element
+    /// streams: the running engine would silently keep the old value.
+    fn property_writable_now(&self, pspec: &glib::ParamSpec) -> bool {
+        let state = self.obj().current_state();
+        if state <= gst::State::Ready || !pspec.flags().contains(gst::PARAM_FLAG_MUTABLE_READY) {
+            return true;
+        }
+        gst::element_imp_warning!(
+            self,
+            gst::LibraryError::Settings,
+            (
+                "Property '{}' can only be changed in the NULL or READY state, not in {state:?}: \
+                 the change is ignored",
+                pspec.name()
+            )
+        );
+        false
+    }
+
     /// Loads and checks what the current settings name, unless it already is.
     fn load_resources(&self) -> Result<(), gst::ErrorMessage> {
         let wanted = self.settings.lock().unwrap().wanted();
@@ -1711,6 +1769,9 @@ impl ObjectImpl for TalkingHead {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        if !self.property_writable_now(pspec) {
+            return;
+        }
         let mut settings = self.settings.lock().unwrap();
         match pspec.name() {
             "avatar" => {

@@ -13,6 +13,9 @@ APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 VENV := .venv
+# An ONNX Runtime older than the bindings need (>= 1.23), for the test that refuses it by name.
+ORT_OLD_VERSION := 1.20.1
+ORT_OLD := target/ort-old/libonnxruntime.so.$(ORT_OLD_VERSION)
 # Our own registry, so a stale or blacklisted entry from another build can never hide the plugin.
 export GST_PLUGIN_PATH := $(CURDIR)/target/release
 export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
@@ -36,7 +39,7 @@ live-drift: deps build
 	tools/live_drift.sh $(MINUTES) out/live-drift
 
 test: deps build
-	G_DEBUG=fatal_warnings cargo test --release --quiet
+	G_DEBUG=fatal_warnings cargo test --release --quiet --features fault-injection
 	$(MAKE) --no-print-directory lint
 
 lint:
@@ -46,7 +49,7 @@ lint:
 build:
 	@cargo build --release --quiet
 
-deps: target/.apt-done $(VENV)/.done
+deps: target/.apt-done $(VENV)/.done $(ORT_OLD)
 
 target/.apt-done: Makefile
 	@command -v cargo >/dev/null || { echo "cargo is missing: install Rust (https://rustup.rs)"; exit 1; }
@@ -65,6 +68,16 @@ $(VENV)/.done: requirements.txt | target/.apt-done
 	@python3 -m venv $(VENV)
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
+
+$(ORT_OLD): | $(VENV)/.done
+	@echo "Fetching onnxruntime $(ORT_OLD_VERSION) for the too-old-library test"
+	@rm -rf target/ort-old.tmp && mkdir -p target/ort-old.tmp target/ort-old
+	@$(VENV)/bin/pip download --quiet --disable-pip-version-check --no-deps \
+		--only-binary=:all: onnxruntime==$(ORT_OLD_VERSION) -d target/ort-old.tmp
+	@$(VENV)/bin/python -c 'import glob, sys, zipfile; \
+		wheel = zipfile.ZipFile(glob.glob("target/ort-old.tmp/*.whl")[0]); \
+		open(sys.argv[1], "wb").write(wheel.read("onnxruntime/capi/" + sys.argv[1].split("/")[-1]))' $@
+	@rm -rf target/ort-old.tmp
 
 clean:
 	cargo clean

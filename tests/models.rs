@@ -81,6 +81,14 @@ fn models_breaking_the_contract_are_named_with_the_tensor() {
             "[batch,1,80,32]",
         ],
     );
+    let err = with_models("broken_input-rank.onnx", "generator.onnx");
+    assert_mentions(
+        &err,
+        &[
+            "broken_input-rank.onnx",
+            "input \"mel\": expected [batch,1,80,16], found [batch,80,16]",
+        ],
+    );
     let err = with_models("broken_float16.onnx", "generator.onnx");
     assert_mentions(&err, &["broken_float16.onnx", "float32", "float16"]);
     let err = with_models("audio_encoder.onnx", "broken_generator-audio-dims.onnx");

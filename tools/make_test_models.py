@@ -50,6 +50,7 @@ way each, for the loaders' error tests:
   input-name            encoder whose input is "spectrogram" and which has a
                         second output "emb_mean" (so no single-input fallback)
   input-dims            encoder input "mel" [batch,1,80,32] (sliced to 16 inside)
+  input-rank            encoder input "mel" of rank 3, [batch,80,16] (unsqueezed inside)
   float16, float64      encoder input "mel" of that type (cast to float inside)
   output-dims           encoder output "emb" [batch,256]
   batch2                encoder with the batch fixed to 2
@@ -256,6 +257,15 @@ def _slice_last_axis(model, length):
     return adapt
 
 
+def _unsqueeze_axis(model, axis):
+    """Returns adapt(raw, out) for _reroute_input: insert a unit axis at `axis`."""
+    def adapt(raw, out):
+        tensor = numpy_helper.from_array(np.array([axis], np.int64), f"{out}_axes")
+        model.graph.initializer.append(tensor)
+        return [helper.make_node("Unsqueeze", [raw, tensor.name], [out], name=f"Unsqueeze_{out}")]
+    return adapt
+
+
 def _cast_to_float(raw, out):
     return [helper.make_node("Cast", [raw], [out], name=f"Cast_{out}", to=TensorProto.FLOAT)]
 
@@ -283,6 +293,9 @@ def build_broken(kind):
     if kind == "input-dims":
         _reroute_input(model, "mel", TensorProto.FLOAT, ["batch", 1, 80, 32],
                        _slice_last_axis(model, 16))
+    elif kind == "input-rank":
+        _reroute_input(model, "mel", TensorProto.FLOAT, ["batch", 80, 16],
+                       _unsqueeze_axis(model, 1))
     elif kind in ("float16", "float64"):
         elem = TensorProto.FLOAT16 if kind == "float16" else TensorProto.DOUBLE
         _reroute_input(model, "mel", elem, ["batch", 1, 80, 16], _cast_to_float)
@@ -294,8 +307,8 @@ def build_broken(kind):
     return model
 
 
-BROKEN_KINDS = ("input-name", "input-dims", "float16", "float64", "output-dims", "batch2",
-                "generator-audio-dims", "generator-unnamed")
+BROKEN_KINDS = ("input-name", "input-dims", "input-rank", "float16", "float64", "output-dims",
+                "batch2", "generator-audio-dims", "generator-unnamed")
 
 
 def write_broken(out_dir, kind):

@@ -231,3 +231,23 @@ pub fn read_wav_s16(path: &std::path::Path) -> Vec<i16> {
     }
     panic!("{path:?} has no data chunk");
 }
+
+/// Runs `gst-launch-1.0` with `pipeline` (words as the shell would split them) in a child process
+/// that loads this build's plugin, without fatal warnings; returns its exit success and its
+/// stdout and stderr together.
+pub fn gst_launch(pipeline: &str) -> (bool, String) {
+    let registry = std::env::temp_dir().join(format!(
+        "talkinghead-registry-{}.bin",
+        std::process::id()
+    ));
+    let output = std::process::Command::new("gst-launch-1.0")
+        .args(pipeline.split_whitespace())
+        .env("GST_PLUGIN_PATH", scripts::plugin_dir())
+        .env("GST_REGISTRY", registry)
+        .env_remove("G_DEBUG")
+        .output()
+        .expect("gst-launch-1.0 runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}

@@ -39,7 +39,10 @@ fn a_panic_becomes_an_error(site: Site, name: &str) {
         err.starts_with(&format!("Rendering failed: injected panic ({site:?})")),
         "{err}"
     );
-    assert!(started.elapsed() < Duration::from_secs(20), "shut down late");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "shut down late"
+    );
     assert!(frames_out(&head) < FRAMES);
 
     // Nothing is left broken: the element starts again and renders every frame.

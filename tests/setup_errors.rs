@@ -68,10 +68,7 @@ fn crop_boxes_outside_the_frame_or_empty_are_named() {
     let root = make_avatar("crop-outside", 3, (64, 64), 0, 0);
     set_landmark(&root, 2, 53, "32 70");
     let err = load_error(&root);
-    assert_mentions(
-        &err,
-        &["landmarks/2.lms", "starts outside the 64x64 frame"],
-    );
+    assert_mentions(&err, &["landmarks/2.lms", "starts outside the 64x64 frame"]);
 
     // Points 1 and 31 (lines 2 and 32) are its left and right: equal, the box is empty.
     let root = make_avatar("crop-empty", 3, (64, 64), 0, 0);
@@ -113,7 +110,10 @@ fn invalid_property_values_are_refused() {
     assert_mentions(&output, &["'stats'", "not writable"]);
     let (ok, output) = gst_launch("fakesrc num-buffers=1 ! talkinghead batch-size=abc ! fakesink");
     assert!(!ok);
-    assert_mentions(&output, &["could not set property \"batch-size\"", "\"abc\""]);
+    assert_mentions(
+        &output,
+        &["could not set property \"batch-size\"", "\"abc\""],
+    );
 }
 
 #[test]

@@ -34,8 +34,8 @@
 //! is held across a push, and `output` is released while waiting on its condition variable.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::panic::{self, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -989,6 +989,18 @@ impl TalkingHead {
         };
 
         if let Err(err) = result {
+            // The error is on the bus before upstream sees the flow return.
+            let fatal = !matches!(err, gst::FlowError::Flushing | gst::FlowError::Eos);
+            if fatal {
+                gst::element_imp_error!(
+                    self,
+                    gst::StreamError::Failed,
+                    ("Internal data stream error"),
+                    ["streaming stopped, reason {err:?}"]
+                );
+            } else {
+                gst::debug!(CAT, imp = self, "Pausing task: {err:?}");
+            }
             {
                 let mut output = self.output.lock().unwrap();
                 if !output.flushing {
@@ -996,19 +1008,8 @@ impl TalkingHead {
                 }
                 self.output_changed.notify_all();
             }
-            match err {
-                gst::FlowError::Flushing | gst::FlowError::Eos => {
-                    gst::debug!(CAT, imp = self, "Pausing task: {err:?}")
-                }
-                _ => {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Failed,
-                        ("Internal data stream error"),
-                        ["streaming stopped, reason {err:?}"]
-                    );
-                    self.srcpad.push_event(gst::event::Eos::new());
-                }
+            if fatal {
+                self.srcpad.push_event(gst::event::Eos::new());
             }
             let _ = self.srcpad.pause_task();
         }

@@ -236,10 +236,8 @@ pub fn read_wav_s16(path: &std::path::Path) -> Vec<i16> {
 /// that loads this build's plugin, without fatal warnings; returns its exit success and its
 /// stdout and stderr together.
 pub fn gst_launch(pipeline: &str) -> (bool, String) {
-    let registry = std::env::temp_dir().join(format!(
-        "talkinghead-registry-{}.bin",
-        std::process::id()
-    ));
+    let registry =
+        std::env::temp_dir().join(format!("talkinghead-registry-{}.bin", std::process::id()));
     let output = std::process::Command::new("gst-launch-1.0")
         .args(pipeline.split_whitespace())
         .env("GST_PLUGIN_PATH", scripts::plugin_dir())

@@ -20,7 +20,12 @@ ORT_OLD := target/ort-old/libonnxruntime.so.$(ORT_OLD_VERSION)
 export GST_PLUGIN_PATH := $(CURDIR)/target/release
 export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
 
-.PHONY: demo test deps build lint clean live-drift
+.PHONY: demo test deps build lint clean live-drift fuzz fuzz-tool leakcheck soak
+
+FUZZ_SECONDS ?= 60
+# Seconds each fuzz target runs in `make test`.
+FUZZ_SMOKE_SECONDS ?= 5
+SOAK_MINUTES ?= 60
 
 demo: deps build
 	@mkdir -p out
@@ -38,13 +43,31 @@ MINUTES ?= 20
 live-drift: deps build
 	tools/live_drift.sh $(MINUTES) out/live-drift
 
-test: deps build
+test: deps build fuzz-tool
 	G_DEBUG=fatal_warnings cargo test --release --quiet --features fault-injection
+	tools/fuzz.sh $(FUZZ_SMOKE_SECONDS)
 	$(MAKE) --no-print-directory lint
+
+# Each fuzz target for FUZZ_SECONDS seconds (see fuzz/).
+fuzz: deps fuzz-tool
+	tools/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-tool:
+	@command -v cargo-fuzz >/dev/null || { \
+		echo "Installing cargo-fuzz (about a minute)"; cargo install cargo-fuzz --locked --quiet; }
+
+# A short pipeline under valgrind: no definite leak from our code.
+leakcheck: deps build
+	@command -v valgrind >/dev/null || $(SUDO) apt-get install -y -qq --no-install-recommends valgrind
+	tools/leakcheck.sh
+
+# SOAK_MINUTES of speech through the element; RSS every minute of audio into target/soak/rss.tsv.
+soak: deps
+	SOAK_MINUTES=$(SOAK_MINUTES) cargo run --release --quiet --example soak
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --release --quiet --all-targets -- -D warnings
+	cargo clippy --release --quiet --all-targets --features fault-injection -- -D warnings
 
 build:
 	@cargo build --release --quiet
@@ -81,4 +104,4 @@ $(ORT_OLD): | $(VENV)/.done
 
 clean:
 	cargo clean
-	rm -rf out $(VENV)
+	rm -rf out $(VENV) fuzz/target

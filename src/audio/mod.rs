@@ -2,4 +2,5 @@
 
 pub mod features;
 pub mod mel;
+pub mod samples;
 pub mod stream;

@@ -19,6 +19,9 @@ pub static DEMO: include_dir::Dir<'static> =
     include_dir::include_dir!("$CARGO_MANIFEST_DIR/models/demo");
 
 const CROP_RECTANGLES: &str = "cache/crop_rectangles.json";
+/// Largest frame width and height: 8K video fits; a corrupt header claiming 65535×65535 (12 GB
+/// decoded) is refused before anything is allocated.
+pub const MAX_SIDE: u32 = 8192;
 
 /// One template frame.
 pub struct Template {
@@ -60,6 +63,12 @@ impl Avatar {
         let (width, height) = JpegDecoder::new()
             .and_then(|mut decoder| decoder.dimensions(&frames[0].0))
             .map_err(|err| AvatarError::new(frames[0].1.clone(), err))?;
+        if width > MAX_SIDE || height > MAX_SIDE {
+            return Err(AvatarError::new(
+                frames[0].1.clone(),
+                format!("is {width}x{height}: frames up to {MAX_SIDE} pixels a side are supported"),
+            ));
+        }
         check_all_decode(&frames, (width, height))?;
 
         let frames = frames

@@ -48,6 +48,7 @@ use super::costs::Costs;
 use super::fade::Fade;
 use super::resources::{self, Models, Resources, Wanted};
 use crate::audio::features::samples_needed_for_frame;
+use crate::audio::samples;
 use crate::audio::stream::{FeatureStream, SILENCE_FLOOR_DB};
 use crate::avatar::Avatar;
 use crate::synth::{FrameRequest, FrameSynth};
@@ -302,18 +303,14 @@ impl Engine {
             return;
         };
         self.samples.clear();
+        // `skip` leading samples overlap audio already counted.
         match format {
-            SampleFormat::S16 => self.samples.extend(
-                map.chunks_exact(2)
-                    .skip(skip)
-                    .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0),
-            ),
-            SampleFormat::F32 => self.samples.extend(
-                map.chunks_exact(4)
-                    .skip(skip)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .map(|v| if v.is_finite() { v } else { 0.0 }),
-            ),
+            SampleFormat::S16 => {
+                samples::extend_from_s16le(&mut self.samples, map.get(2 * skip..).unwrap_or(&[]))
+            }
+            SampleFormat::F32 => {
+                samples::extend_from_f32le(&mut self.samples, map.get(4 * skip..).unwrap_or(&[]))
+            }
         }
         self.features.push(&self.samples);
     }

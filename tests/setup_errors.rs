@@ -106,9 +106,15 @@ fn invalid_property_values_are_refused() {
     );
     assert!(ok, "{output}");
     assert_mentions(&output, &["\"100\"", "out of range", "'batch-size'"]);
-    let (_, output) = gst_launch("fakesrc num-buffers=1 ! talkinghead stats=x ! fakesink");
+    let (_, output) = gst_launch(
+        "audiotestsrc num-buffers=5 ! audio/x-raw,rate=16000,channels=1 ! \
+         talkinghead stats=x ! fakesink",
+    );
     assert_mentions(&output, &["'stats'", "not writable"]);
-    let (ok, output) = gst_launch("fakesrc num-buffers=1 ! talkinghead batch-size=abc ! fakesink");
+    let (ok, output) = gst_launch(
+        "audiotestsrc num-buffers=5 ! audio/x-raw,rate=16000,channels=1 ! \
+         talkinghead batch-size=abc ! fakesink",
+    );
     assert!(!ok);
     assert_mentions(
         &output,

@@ -53,7 +53,8 @@ fn f32_buffer(offset: u64, count: u64) -> gst::Buffer {
     timed(bytes, offset)
 }
 
-/// The element with the built-in avatar and its demo models.
+/// The element with the built-in avatar and its demo models, not live (so no frame is ever late
+/// and replaced by an idle one: the output depends on the audio alone).
 fn harness(batch_size: u32) -> Harness {
     init();
     let element = gst::ElementFactory::make("talkinghead")
@@ -61,6 +62,7 @@ fn harness(batch_size: u32) -> Harness {
         .build()
         .unwrap();
     let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_live(false);
     h.set_src_caps_str(AUDIO_CAPS);
     h
 }

@@ -4,6 +4,7 @@ pub mod audio;
 pub mod avatar;
 pub mod compose;
 pub mod inference;
+mod pool;
 pub mod synth;
 mod talkinghead;
 

@@ -12,7 +12,7 @@ fn the_benchmark_runs_and_its_frames_match_the_naive_loop() {
         "1. ONNX Runtime alone, batch 16",
         "2. element end to end, default settings",
         "3. naive baseline",
-        "frames identical to the naive baseline",
+        "frames identical to the naive baseline: best",
         "4. RSS growth",
         "5. U-Net",
     ] {

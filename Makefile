@@ -17,7 +17,7 @@ VENV := .venv
 export GST_PLUGIN_PATH := $(CURDIR)/target/release
 export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
 
-.PHONY: demo test deps build lint clean live-drift
+.PHONY: demo test bench deps build lint clean live-drift
 
 demo: deps build
 	@mkdir -p out
@@ -38,6 +38,12 @@ live-drift: deps build
 test: deps build
 	G_DEBUG=fatal_warnings cargo test --release --quiet
 	$(MAKE) --no-print-directory lint
+
+# Throughput table (README, *Performance*): prints it and writes target/bench/throughput.md.
+bench: deps build
+	@test -f target/bench-models/generator.onnx || $(VENV)/bin/python tools/make_synctalk_models.py
+	@test -f target/bench-avatar/landmarks/99.lms || $(VENV)/bin/python tools/make_bench_avatar.py
+	cargo bench --quiet --bench throughput
 
 lint:
 	cargo fmt --all -- --check

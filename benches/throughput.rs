@@ -716,12 +716,15 @@ pub fn run(smoke: bool) -> String {
     drop(element);
     // The smoke run's 50 frames never show a template twice: a small cache has both hits and
     // misses in them.
+    // The demo generator's MatMul rounds differently at other batch sizes, so the smoke run's
+    // engine runs batch 1 to be checked frame for frame.
     let engine_cache = if smoke { 8 } else { default_cache };
+    let engine_batch = if smoke { 1 } else { default_batch };
     let engine = engine_loop(
         &avatar,
         &samples,
         &mut models,
-        default_batch,
+        engine_batch,
         engine_cache << 20,
     );
     drop(models);
@@ -840,7 +843,7 @@ pub fn run(smoke: bool) -> String {
     );
     row(
         "2. the element's engine alone (no GStreamer)",
-        format!("batch {default_batch}, template cache {engine_cache} MiB"),
+        format!("batch {engine_batch}, template cache {engine_cache} MiB"),
         format!("{engine_fps:.2} frames/s"),
         format!("{:.1} %", 100.0 * engine_fps / limit),
     );
@@ -856,7 +859,7 @@ pub fn run(smoke: bool) -> String {
         ("best", &best.seen.i420),
         ("engine", &engine.i420),
     ] {
-        let must_match = !smoke || name == "best";
+        let must_match = !smoke || name != "default";
         let differing: Vec<usize> = (0..naive.frames.max(i420.len()))
             .filter(|&n| i420.get(n) != naive.i420.get(n))
             .collect();
@@ -977,7 +980,7 @@ pub fn run(smoke: bool) -> String {
     for (name, stage) in ENGINE_STAGES.iter().zip(&engine.stages) {
         row(
             &format!("5. {name}"),
-            format!("the element's engine, batch {default_batch}, per frame"),
+            format!("the element's engine, batch {engine_batch}, per frame"),
             format!(
                 "{:.2} ms",
                 stage.time.as_secs_f64() * 1e3 / engine.steady_frames as f64

@@ -90,6 +90,11 @@ impl TemplateCache {
     }
 }
 
+/// The work done on one slot of a batch: the thread's scratch state, the slot, its request and
+/// its index in the batch.
+type SlotWork<'a> =
+    dyn Fn(&mut Worker, &mut Slot, &FrameRequest, usize) -> Result<(), String> + Sync + 'a;
+
 /// The pool, the per-thread scratch state and the batch slots.
 struct Workers {
     pool: WorkerPool,
@@ -268,11 +273,7 @@ impl FrameSynth {
 impl Workers {
     /// Runs `work` on every requested slot (with its index), the slots split between the pool's
     /// threads; the first error by slot order is returned.
-    fn for_each_slot(
-        &self,
-        requests: &[FrameRequest],
-        work: &(dyn Fn(&mut Worker, &mut Slot, &FrameRequest, usize) -> Result<(), String> + Sync),
-    ) -> Result<(), String> {
+    fn for_each_slot(&self, requests: &[FrameRequest], work: &SlotWork<'_>) -> Result<(), String> {
         assert!(
             requests.len() <= self.slots.len(),
             "more frames than the batch holds"

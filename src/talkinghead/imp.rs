@@ -74,8 +74,9 @@ const RESYNC_THRESHOLD: gst::ClockTime = gst::ClockTime::from_mseconds(40);
 /// Slack kept between a live batch's expected end and its deadline.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(10);
 const DEFAULT_INFERENCE_THREADS: u32 = 0;
-/// MiB of decoded templates kept: about 60 frames of 1280x720.
-const DEFAULT_TEMPLATE_CACHE: u32 = 192;
+/// MiB of decoded templates kept: about 40 frames of 1280x720 (a 523-frame 720p avatar stays
+/// under 600 MB of RSS, `tests/avatar_memory.rs`).
+const DEFAULT_TEMPLATE_CACHE: u32 = 128;
 
 /// The audio rate the SyncTalk_2D mel front-end is defined at.
 const SAMPLE_RATE: u32 = 16_000;

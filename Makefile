@@ -20,7 +20,7 @@ ORT_OLD := target/ort-old/libonnxruntime.so.$(ORT_OLD_VERSION)
 export GST_PLUGIN_PATH := $(CURDIR)/target/release
 export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
 
-.PHONY: demo test deps build lint clean live-drift fuzz fuzz-tool leakcheck soak
+.PHONY: demo test bench deps build lint clean live-drift fuzz fuzz-tool leakcheck soak
 
 FUZZ_SECONDS ?= 60
 # Seconds each fuzz target runs in `make test`.
@@ -64,6 +64,12 @@ leakcheck: deps build
 # SOAK_MINUTES of speech through the element; RSS every minute of audio into target/soak/rss.tsv.
 soak: deps
 	SOAK_MINUTES=$(SOAK_MINUTES) cargo run --release --quiet --example soak
+
+# Throughput table (README, *Performance*): prints it and writes target/bench/throughput.md.
+bench: deps build
+	@test -f target/bench-models/generator.onnx || $(VENV)/bin/python tools/make_synctalk_models.py
+	@test -f target/bench-avatar/landmarks/99.lms || $(VENV)/bin/python tools/make_bench_avatar.py
+	cargo bench --quiet --bench throughput
 
 lint:
 	cargo fmt --all -- --check

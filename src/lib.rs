@@ -5,6 +5,7 @@ pub mod avatar;
 pub mod compose;
 pub mod fault;
 pub mod inference;
+mod pool;
 pub mod synth;
 mod talkinghead;
 

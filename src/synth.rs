@@ -1,18 +1,20 @@
 //! Batched frame synthesis: template frames with the lower face repainted by the generator, as
 //! SyncTalk_2D's `inference_328.py` computes them, for a batch of frames at a time.
 //!
-//! All buffers are made once for the avatar and the batch size and reused for every batch. The
-//! per-frame image work (decode, crop, pack; unpack, paste) is spread over the cores, on both sides
-//! of the generator call.
+//! All buffers are made once for the avatar and the batch size and reused for every batch; the
+//! per-frame image work (decode, crop, pack; unpack, paste) runs on a persistent pool of threads
+//! on both sides of the generator call. Decoded templates and their resized crops are kept in a
+//! [`TemplateCache`] up to a memory budget, so a template shown again is copied, not decoded.
 
-use std::panic;
-use std::thread;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::audio::features::FRAME_WINDOW_LEN;
 use crate::audio::stream::FeatureStream;
 use crate::avatar::{Avatar, JpegDecoder};
 use crate::compose::{self, BgrImage, Compositor, FaceCrop, INPUT_LEN, OUTPUT_LEN};
 use crate::fault::{self, Site};
+use crate::pool::{Disjoint, WorkerPool};
 
 /// One frame to render: its index in the stream and the template it is painted on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,9 +36,76 @@ struct Slot {
     frame: Vec<u8>,
 }
 
+/// A decoded template and its crop resized to 328x328.
+struct Decoded {
+    frame: Box<[u8]>,
+    crop: FaceCrop,
+}
+
+/// Decoded templates, each kept once it has been decoded while the budget allows.
+pub struct TemplateCache {
+    entries: Vec<OnceLock<Decoded>>,
+    budget: usize,
+    used: AtomicUsize,
+}
+
+impl TemplateCache {
+    /// A cache for `avatar` holding at most `budget` bytes of decoded templates.
+    pub fn new(avatar: &Avatar, budget: usize) -> Self {
+        TemplateCache {
+            entries: (0..avatar.frames.len()).map(|_| OnceLock::new()).collect(),
+            budget,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// Bytes one cached template takes for `avatar`.
+    pub fn entry_size(avatar: &Avatar) -> usize {
+        3 * avatar.width as usize * avatar.height as usize + compose::CROP_SIZE.pow(2) * 3
+    }
+
+    /// Bytes in use.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Keeps a copy of `slot` as template `template`, if the budget has room.
+    fn keep(&self, template: usize, slot: &Slot) {
+        let size = slot.frame.len() + compose::CROP_SIZE.pow(2) * 3;
+        let reserved = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used + size <= self.budget).then_some(used + size)
+            })
+            .is_ok();
+        if !reserved {
+            return;
+        }
+        let decoded = Decoded {
+            frame: slot.frame.clone().into_boxed_slice(),
+            crop: slot.crop.clone(),
+        };
+        if self.entries[template].set(decoded).is_err() {
+            self.used.fetch_sub(size, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The work done on one slot of a batch: the thread's scratch state, the slot, its request and
+/// its index in the batch.
+type SlotWork<'a> =
+    dyn Fn(&mut Worker, &mut Slot, &FrameRequest, usize) -> Result<(), String> + Sync + 'a;
+
+/// The pool, the per-thread scratch state and the batch slots.
+struct Workers {
+    pool: WorkerPool,
+    workers: Vec<Mutex<Worker>>,
+    slots: Vec<Mutex<Slot>>,
+}
+
 pub struct FrameSynth {
-    workers: Vec<Worker>,
-    slots: Vec<Slot>,
+    work: Workers,
+    cache: TemplateCache,
     images: Vec<f32>,
     audio: Vec<f32>,
     output: Vec<f32>,
@@ -45,27 +114,36 @@ pub struct FrameSynth {
 }
 
 impl FrameSynth {
-    pub fn new(avatar: &Avatar, batch: usize) -> Result<Self, String> {
+    /// Buffers for batches of up to `batch` frames of `avatar`, keeping up to `cache_budget`
+    /// bytes of decoded templates.
+    pub fn new(avatar: &Avatar, batch: usize, cache_budget: usize) -> Result<Self, String> {
         let batch = batch.max(1);
-        let threads = thread::available_parallelism()
+        let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(batch);
         let frame_len = 3 * avatar.width as usize * avatar.height as usize;
-        Ok(Self {
+        let work = Workers {
+            pool: WorkerPool::new(threads)?,
             workers: (0..threads)
                 .map(|_| {
-                    Ok(Worker {
+                    Ok(Mutex::new(Worker {
                         decoder: JpegDecoder::new()?,
                         compositor: Compositor::new(),
-                    })
+                    }))
                 })
                 .collect::<Result<_, String>>()?,
             slots: (0..batch)
-                .map(|_| Slot {
-                    crop: FaceCrop::new(),
-                    frame: vec![0; frame_len],
+                .map(|_| {
+                    Mutex::new(Slot {
+                        crop: FaceCrop::new(),
+                        frame: vec![0; frame_len],
+                    })
                 })
                 .collect(),
+        };
+        Ok(Self {
+            work,
+            cache: TemplateCache::new(avatar, cache_budget),
             images: vec![0.0; batch * INPUT_LEN],
             audio: vec![0.0; batch * FRAME_WINDOW_LEN],
             output: vec![0.0; batch * OUTPUT_LEN],
@@ -74,12 +152,20 @@ impl FrameSynth {
     }
 
     pub fn batch_size(&self) -> usize {
-        self.slots.len()
+        self.work.slots.len()
+    }
+
+    /// Bytes of decoded templates kept so far.
+    pub fn cached_bytes(&self) -> usize {
+        self.cache.used()
     }
 
     /// The frame rendered into batch slot `slot`: packed BGR, `3 × width` bytes a row.
-    pub fn frame(&self, slot: usize) -> &[u8] {
-        &self.slots[slot].frame
+    pub fn frame(&mut self, slot: usize) -> &[u8] {
+        &self.work.slots[slot]
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .frame
     }
 
     /// Decodes the templates of `requests` (at most the batch size) into their slots: the idle
@@ -90,9 +176,11 @@ impl FrameSynth {
         requests: &[FrameRequest],
     ) -> Result<(), String> {
         fault::check(Site::Task, first_file(avatar, requests));
-        self.for_each_slot(requests, |worker, slot, request, _| {
-            decode(worker, slot, avatar, request)
-        })
+        let cache = &self.cache;
+        self.work
+            .for_each_slot(requests, &|worker, slot, request, _| {
+                template(worker, slot, cache, avatar, request.template, false)
+            })
     }
 
     /// Renders `requests` (at most the batch size) with one generator call over the batch.
@@ -108,49 +196,38 @@ impl FrameSynth {
     ) -> Result<(), E> {
         fault::check(Site::Task, first_file(avatar, requests));
         let n = requests.len();
-        let mut images = self.images.chunks_exact_mut(INPUT_LEN);
-        let mut audio = self.audio.chunks_exact_mut(FRAME_WINDOW_LEN);
-        let tensors: Vec<(&mut [f32], &mut [f32])> = (0..n)
-            .map(|_| (images.next().unwrap(), audio.next().unwrap()))
-            .collect();
-        for_each_slot(
-            &mut self.workers,
-            &mut self.slots,
-            requests,
-            tensors,
-            |worker, slot, request, (image, audio)| {
-                decode(worker, slot, avatar, request)?;
-                let frame = frame_image(&slot.frame, avatar);
-                let crop_box = avatar.frames[request.template].crop;
-                worker.compositor.crop(&frame, crop_box, &mut slot.crop);
-                compose::pack_input(&slot.crop, image);
-                features.write_frame_window(request.frame, audio);
-                Ok(())
-            },
-        )?;
+        {
+            let images = Disjoint::new(&mut self.images);
+            let audio = Disjoint::new(&mut self.audio);
+            let cache = &self.cache;
+            self.work
+                .for_each_slot(requests, &|worker, slot, request, k| {
+                    template(worker, slot, cache, avatar, request.template, true)?;
+                    // SAFETY: slot k's tensor chunks are written by slot k's task only.
+                    let (image, audio) =
+                        unsafe { (images.chunk(k, INPUT_LEN), audio.chunk(k, FRAME_WINDOW_LEN)) };
+                    compose::pack_input(&slot.crop, image);
+                    features.write_frame_window(request.frame, audio);
+                    Ok(())
+                })?;
+        }
         generator(
             &self.images[..n * INPUT_LEN],
             &self.audio[..n * FRAME_WINDOW_LEN],
             &mut self.output[..n * OUTPUT_LEN],
         )?;
-        let outputs: Vec<&[f32]> = self.output.chunks_exact(OUTPUT_LEN).take(n).collect();
-        for_each_slot(
-            &mut self.workers,
-            &mut self.slots,
-            requests,
-            outputs,
-            |worker, slot, request, output| {
-                compose::unpack_output(output, &mut slot.crop);
+        let output = &self.output;
+        self.work
+            .for_each_slot(requests, &|worker, slot, request, k| {
+                compose::unpack_output(&output[k * OUTPUT_LEN..][..OUTPUT_LEN], &mut slot.crop);
                 let (width, height) = (avatar.width as usize, avatar.height as usize);
                 let mut frame = BgrImage::new(&mut slot.frame[..], width, height, 3 * width);
                 let crop_box = avatar.frames[request.template].crop;
                 worker.compositor.paste(&slot.crop, &mut frame, crop_box);
-                Ok::<(), String>(())
-            },
-        )?;
+                Ok(())
+            })?;
         Ok(())
     }
-
     /// Cross-fades rendered slots back towards their template: slot `i` becomes
     /// `weights[i] · rendered + (1 − weights[i]) · template` inside the crop box. Slots with
     /// weight 1 are left as they are.
@@ -161,87 +238,94 @@ impl FrameSynth {
         weights: &[f32],
     ) -> Result<(), String> {
         let stride = 3 * avatar.width as usize;
-        for ((slot, request), &weight) in self.slots.iter_mut().zip(requests).zip(weights) {
+        let Self {
+            work,
+            cache,
+            template: scratch,
+            ..
+        } = self;
+        let Workers { workers, slots, .. } = work;
+        let worker = workers[0].get_mut().unwrap_or_else(PoisonError::into_inner);
+        for ((slot, request), &weight) in slots.iter_mut().zip(requests).zip(weights) {
             if weight >= 1.0 {
                 continue;
             }
+            let slot = slot.get_mut().unwrap_or_else(PoisonError::into_inner);
             let template = &avatar.frames[request.template];
-            self.workers[0]
-                .decoder
-                .decode_bgr(
-                    &template.jpeg,
-                    &mut self.template,
-                    (avatar.width, avatar.height),
-                    stride,
-                )
-                .map_err(|err| format!("{}: {err}", template.file))?;
-            compose::blend_box(
-                &mut slot.frame,
-                &self.template,
-                stride,
-                template.crop,
-                weight,
-            );
+            let pixels: &[u8] = match cache.entries[request.template].get() {
+                Some(decoded) => &decoded.frame,
+                None => {
+                    worker
+                        .decoder
+                        .decode_bgr(
+                            &template.jpeg,
+                            scratch,
+                            (avatar.width, avatar.height),
+                            stride,
+                        )
+                        .map_err(|err| format!("{}: {err}", template.file))?;
+                    scratch
+                }
+            };
+            compose::blend_box(&mut slot.frame, pixels, stride, template.crop, weight);
         }
         Ok(())
     }
+}
 
-    fn for_each_slot(
-        &mut self,
-        requests: &[FrameRequest],
-        work: impl Fn(&mut Worker, &mut Slot, &FrameRequest, ()) -> Result<(), String> + Sync,
-    ) -> Result<(), String> {
-        let nothing = vec![(); requests.len()];
-        for_each_slot(&mut self.workers, &mut self.slots, requests, nothing, work)
+impl Workers {
+    /// Runs `work` on every requested slot (with its index), the slots split between the pool's
+    /// threads; the first error by slot order is returned.
+    fn for_each_slot(&self, requests: &[FrameRequest], work: &SlotWork<'_>) -> Result<(), String> {
+        assert!(
+            requests.len() <= self.slots.len(),
+            "more frames than the batch holds"
+        );
+        let threads = self.workers.len().min(requests.len());
+        let first_error: Mutex<Option<(usize, String)>> = Mutex::new(None);
+        self.pool.run(threads, &|task| {
+            let mut worker = self.workers[task]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for k in (task..requests.len()).step_by(threads) {
+                let mut slot = self.slots[k].lock().unwrap_or_else(PoisonError::into_inner);
+                if let Err(err) = work(&mut worker, &mut slot, &requests[k], k) {
+                    let mut first = first_error.lock().unwrap_or_else(PoisonError::into_inner);
+                    if first.as_ref().is_none_or(|(at, _)| k < *at) {
+                        *first = Some((k, err));
+                    }
+                }
+            }
+        });
+        match first_error
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Some((_, err)) => Err(err),
+            None => Ok(()),
+        }
     }
 }
 
-/// Runs `work` on every requested slot with its own `extra`, the slots split between the workers.
-fn for_each_slot<T: Send, E: Send>(
-    workers: &mut [Worker],
-    slots: &mut [Slot],
-    requests: &[FrameRequest],
-    extra: Vec<T>,
-    work: impl Fn(&mut Worker, &mut Slot, &FrameRequest, T) -> Result<(), E> + Sync,
-) -> Result<(), E> {
-    assert!(
-        requests.len() <= slots.len(),
-        "more frames than the batch holds"
-    );
-    let per_worker = requests.len().div_ceil(workers.len()).max(1);
-    let mut extra = extra.into_iter();
-    thread::scope(|scope| {
-        let handles: Vec<_> =
-            workers
-                .iter_mut()
-                .zip(slots[..requests.len()].chunks_mut(per_worker))
-                .zip(requests.chunks(per_worker))
-                .map(|((worker, slots), requests)| {
-                    let extra: Vec<T> = extra.by_ref().take(slots.len()).collect();
-                    let work = &work;
-                    scope.spawn(move || {
-                        slots.iter_mut().zip(requests).zip(extra).try_for_each(
-                            |((slot, request), extra)| work(worker, slot, request, extra),
-                        )
-                    })
-                })
-                .collect();
-        handles
-            .into_iter()
-            // A worker's panic goes on in this thread with its own message, for the element to
-            // report.
-            .try_for_each(|handle| handle.join().unwrap_or_else(|p| panic::resume_unwind(p)))
-    })
-}
-
-fn decode(
+/// Puts template `index` into `slot`: from the cache, or decoded (and its crop resized when
+/// `with_crop`) and kept in the cache if it has room.
+fn template(
     worker: &mut Worker,
     slot: &mut Slot,
+    cache: &TemplateCache,
     avatar: &Avatar,
-    request: &FrameRequest,
+    index: usize,
+    with_crop: bool,
 ) -> Result<(), String> {
-    let template = &avatar.frames[request.template];
-    fault::check(Site::Synth, &template.file);
+    fault::check(Site::Synth, &avatar.frames[index].file);
+    if let Some(decoded) = cache.entries[index].get() {
+        slot.frame.copy_from_slice(&decoded.frame);
+        if with_crop {
+            slot.crop.copy_from(&decoded.crop);
+        }
+        return Ok(());
+    }
+    let template = &avatar.frames[index];
     worker
         .decoder
         .decode_bgr(
@@ -250,7 +334,14 @@ fn decode(
             (avatar.width, avatar.height),
             3 * avatar.width as usize,
         )
-        .map_err(|err| format!("{}: {err}", template.file))
+        .map_err(|err| format!("{}: {err}", template.file))?;
+    let (width, height) = (avatar.width as usize, avatar.height as usize);
+    let frame = BgrImage::new(&slot.frame[..], width, height, 3 * width);
+    worker
+        .compositor
+        .crop(&frame, template.crop, &mut slot.crop);
+    cache.keep(index, slot);
+    Ok(())
 }
 
 /// The template file of a batch's first frame, to name the batch.
@@ -258,9 +349,4 @@ fn first_file<'a>(avatar: &'a Avatar, requests: &[FrameRequest]) -> &'a str {
     requests
         .first()
         .map_or("", |request| &avatar.frames[request.template].file)
-}
-
-fn frame_image<'a>(frame: &'a [u8], avatar: &Avatar) -> BgrImage<&'a [u8]> {
-    let (width, height) = (avatar.width as usize, avatar.height as usize);
-    BgrImage::new(frame, width, height, 3 * width)
 }

@@ -75,6 +75,11 @@ impl FaceCrop {
         }
     }
 
+    /// Makes this crop a copy of `other`, without allocating.
+    pub fn copy_from(&mut self, other: &FaceCrop) {
+        self.pixels.copy_from_slice(&other.pixels);
+    }
+
     pub fn image(&self) -> BgrImage<&[u8]> {
         BgrImage::new(&self.pixels[..], CROP_SIZE, CROP_SIZE, CROP_ROW)
     }

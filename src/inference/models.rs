@@ -4,9 +4,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use ort::environment::Environment;
+use ort::memory::Allocator;
 use ort::session::Session;
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
-use ort::value::{DynValue, Outlet, TensorRef, ValueType};
+use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions};
+use ort::value::{DynValue, Outlet, Tensor, TensorRef, ValueType};
 
 use super::contract::{
     self, AUDIO_FEATURES_LEN, Dim, EMBEDDING_LEN, EncoderIo, FACE_LEN, GeneratorIo, IMAGE_LEN,
@@ -49,7 +51,8 @@ impl AudioEncoder {
         env: &Environment,
         options: &SessionOptions,
     ) -> Result<Self, InferenceError> {
-        let model = Model::open(source.into(), env, options)?;
+        let mut model = Model::open(source.into(), env, options)?;
+        model.max_bound = ENCODER_BOUND;
         let io = contract::encoder_io(&model.inputs(), &model.outputs())
             .map_err(|message| model.error(message))?;
         Ok(AudioEncoder { model, io })
@@ -80,14 +83,11 @@ impl AudioEncoder {
 
     fn run_batch(&mut self, windows: &[f32], out: &mut [f32]) -> Result<(), String> {
         let n = windows.len() / MEL_WINDOW_LEN;
-        let mel = TensorRef::from_array_view(([n, 1, 80, 16], windows))
-            .map_err(|e| format!("input \"{}\": {e}", self.io.mel))?;
-        let outputs = self
-            .model
-            .session
-            .run(ort::inputs![self.io.mel.as_str() => mel])
-            .map_err(|e| format!("inference failed: {e}"))?;
-        copy_output(&outputs, &self.io.embedding, &[n, EMBEDDING_LEN], out)
+        self.model.run_bound(
+            &[(self.io.mel.as_str(), windows, &[n, 1, 80, 16])],
+            (self.io.embedding.as_str(), &[n, EMBEDDING_LEN]),
+            out,
+        )
     }
 }
 
@@ -108,7 +108,8 @@ impl Generator {
         env: &Environment,
         options: &SessionOptions,
     ) -> Result<Self, InferenceError> {
-        let model = Model::open(source.into(), env, options)?;
+        let mut model = Model::open(source.into(), env, options)?;
+        model.max_bound = GENERATOR_BOUND;
         let io = contract::generator_io(&model.inputs(), &model.outputs())
             .map_err(|message| model.error(message))?;
         Ok(Generator { model, io })
@@ -151,20 +152,50 @@ impl Generator {
 
     fn run_batch(&mut self, images: &[f32], audio: &[f32], out: &mut [f32]) -> Result<(), String> {
         let n = images.len() / IMAGE_LEN;
-        let image = TensorRef::from_array_view(([n, 6, 320, 320], images))
-            .map_err(|e| format!("input \"{}\": {e}", self.io.image))?;
-        let audio = TensorRef::from_array_view(([n, 32, 16, 16], audio))
-            .map_err(|e| format!("input \"{}\": {e}", self.io.audio))?;
-        let outputs = self
-            .model
-            .session
-            .run(ort::inputs![
-                self.io.image.as_str() => image,
-                self.io.audio.as_str() => audio,
-            ])
-            .map_err(|e| format!("inference failed: {e}"))?;
-        copy_output(&outputs, &self.io.face, &[n, 3, 320, 320], out)
+        self.model.run_bound(
+            &[
+                (self.io.image.as_str(), images, &[n, 6, 320, 320]),
+                (self.io.audio.as_str(), audio, &[n, 32, 16, 16]),
+            ],
+            (self.io.face.as_str(), &[n, 3, 320, 320]),
+            out,
+        )
     }
+}
+
+/// Batch sizes whose tensors the generator keeps bound (each with an output tensor of the batch):
+/// a stream's full batches and its last one.
+const GENERATOR_BOUND: usize = 2;
+/// The encoder's batches vary with the audio that arrived; its tensors are small, so every
+/// batch size gets its own.
+const ENCODER_BOUND: usize = 64;
+
+/// The tensors of runs at one batch size: views of the caller's input buffers and an output
+/// tensor the session writes into. Once bound, a run allocates nothing on the Rust side.
+struct Bound {
+    /// The caller's input buffers the views read (address and length), in the order given.
+    buffers: Vec<(usize, usize)>,
+    /// One view per session input, in the session's order.
+    ///
+    /// The `'static` is a lie told only to store them: a view is used only by a run whose
+    /// caller lends the very buffer it was made over (same address, same length), for the
+    /// length of that run.
+    views: Vec<TensorRef<'static, f32>>,
+    options: RunOptions<HasSelectedOutputs>,
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound")
+            .field("buffers", &self.buffers)
+            .finish_non_exhaustive()
+    }
+}
+
+fn buffer_key(inputs: &[(&str, &[f32], &[usize])]) -> impl Iterator<Item = (usize, usize)> {
+    inputs
+        .iter()
+        .map(|(_, data, _)| (data.as_ptr() as usize, data.len()))
 }
 
 /// A session and the file it came from, for error messages.
@@ -172,6 +203,9 @@ impl Generator {
 struct Model {
     session: Session,
     file: String,
+    /// Most recently used first.
+    bound: Vec<Bound>,
+    max_bound: usize,
 }
 
 impl Model {
@@ -205,7 +239,90 @@ impl Model {
                 (name.to_owned(), session)
             }
         };
-        Ok(Model { session, file })
+        Ok(Model {
+            session,
+            file,
+            bound: Vec::new(),
+            max_bound: 1,
+        })
+    }
+
+    /// Runs the session on `inputs` (name, data, shape) and copies output `output` (name,
+    /// shape) into `out`, through tensors bound on the first run with these buffers.
+    fn run_bound(
+        &mut self,
+        inputs: &[(&str, &[f32], &[usize])],
+        output: (&str, &[usize]),
+        out: &mut [f32],
+    ) -> Result<(), String> {
+        let found = self
+            .bound
+            .iter()
+            .position(|bound| bound.buffers.iter().copied().eq(buffer_key(inputs)));
+        match found {
+            Some(at) => self.bound[..=at].rotate_right(1),
+            None => {
+                let bound = self.bind(inputs, output)?;
+                self.bound.truncate(self.max_bound - 1);
+                self.bound.insert(0, bound);
+            }
+        }
+        let bound = &self.bound[0];
+        let outputs = match bound.views.as_slice() {
+            [one] => self
+                .session
+                .run_with_options(ort::inputs![&**one], &bound.options),
+            [one, two] => self
+                .session
+                .run_with_options(ort::inputs![&**one, &**two], &bound.options),
+            views => {
+                return Err(format!(
+                    "{} inputs bound, the models have one or two",
+                    views.len()
+                ));
+            }
+        }
+        .map_err(|e| format!("inference failed: {e}"))?;
+        copy_output(&outputs, output.0, output.1, out)
+    }
+
+    /// Makes the views of `inputs` in the session's input order and the output tensor.
+    fn bind(
+        &self,
+        inputs: &[(&str, &[f32], &[usize])],
+        (output, output_shape): (&str, &[usize]),
+    ) -> Result<Bound, String> {
+        let views = self
+            .session
+            .inputs()
+            .iter()
+            .map(|declared| {
+                let (name, data, shape) = inputs
+                    .iter()
+                    .find(|(name, ..)| *name == declared.name())
+                    .ok_or_else(|| format!("input \"{}\" has no data", declared.name()))?;
+                let view = TensorRef::from_array_view((shape.to_vec(), *data))
+                    .map_err(|e| format!("input \"{name}\": {e}"))?;
+                // SAFETY: only the lifetime changes; see `Bound::views` for how it is kept.
+                Ok(unsafe {
+                    std::mem::transmute::<TensorRef<'_, f32>, TensorRef<'static, f32>>(view)
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let tensor = Tensor::<f32>::new(&Allocator::default(), output_shape.to_vec())
+            .map_err(|e| format!("output \"{output}\": {e}"))?;
+        let options = RunOptions::new()
+            .map_err(|e| format!("run options: {e}"))?
+            .with_outputs(
+                OutputSelector::no_default()
+                    .with(output)
+                    .preallocate(output, tensor),
+            );
+        Ok(Bound {
+            buffers: buffer_key(inputs).collect(),
+            views,
+            options,
+        })
     }
 
     fn inputs(&self) -> Vec<TensorDecl> {

@@ -75,6 +75,10 @@ const DEFAULT_MAX_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(200);
 const RESYNC_THRESHOLD: gst::ClockTime = gst::ClockTime::from_mseconds(40);
 /// Slack kept between a live batch's expected end and its deadline.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(10);
+const DEFAULT_INFERENCE_THREADS: u32 = 0;
+/// MiB of decoded templates kept: about 40 frames of 1280x720 (a 523-frame 720p avatar stays
+/// under 600 MB of RSS, `tests/avatar_memory.rs`).
+const DEFAULT_TEMPLATE_CACHE: u32 = 128;
 
 /// The audio rate the SyncTalk_2D mel front-end is defined at.
 const SAMPLE_RATE: u32 = 16_000;
@@ -115,6 +119,8 @@ struct Settings {
     silence_threshold_db: f64,
     blend_frames: u32,
     max_latency: gst::ClockTime,
+    inference_threads: u32,
+    template_cache: u32,
 }
 
 impl Default for Settings {
@@ -129,6 +135,8 @@ impl Default for Settings {
             silence_threshold_db: DEFAULT_SILENCE_THRESHOLD_DB,
             blend_frames: DEFAULT_BLEND_FRAMES,
             max_latency: DEFAULT_MAX_LATENCY,
+            inference_threads: DEFAULT_INFERENCE_THREADS,
+            template_cache: DEFAULT_TEMPLATE_CACHE,
         }
     }
 }
@@ -140,6 +148,7 @@ impl Settings {
             generator: self.generator.as_ref().map(PathBuf::from),
             audio_encoder: self.audio_encoder.as_ref().map(PathBuf::from),
             ort_library: self.ort_library.as_ref().map(PathBuf::from),
+            inference_threads: self.inference_threads,
         }
     }
 }
@@ -1423,8 +1432,12 @@ impl TalkingHead {
                 .fps(FPS)
                 .build()
                 .map_err(|_| gst::FlowError::NotNegotiated)?;
-        let converter =
-            gst_video::VideoConverter::new(&bgr_info, &out_info, None).map_err(|err| {
+        // Threads split the frame into bands converted the same way: identical output, and
+        // conversion stays a small part of a frame's time.
+        let mut config = gst_video::VideoConverterConfig::new();
+        config.set_threads(std::thread::available_parallelism().map_or(1, |n| n.get()) as u32);
+        let converter = gst_video::VideoConverter::new(&bgr_info, &out_info, Some(config))
+            .map_err(|err| {
                 gst::element_imp_error!(self, gst::CoreError::Negotiation, ("{err}"));
                 gst::FlowError::NotNegotiated
             })?;
@@ -1541,7 +1554,8 @@ impl TalkingHead {
             (resources.avatar.clone(), resources.models.clone())
         };
         let batch_size = settings.batch_size as usize;
-        let synth = FrameSynth::new(&avatar, batch_size)
+        let cache = settings.template_cache as usize * 1024 * 1024;
+        let synth = FrameSynth::new(&avatar, batch_size, cache)
             .map_err(|err| gst::error_msg!(gst::LibraryError::Init, ("{err}")))?;
         *self.state.lock().unwrap() =
             State::new(Some(avatar.clone()), settings.start_frame, models.is_some());
@@ -1739,6 +1753,27 @@ impl ObjectImpl for TalkingHead {
                     .default_value(DEFAULT_MAX_LATENCY.nseconds())
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt::builder("inference-threads")
+                    .nick("Inference threads")
+                    .blurb(
+                        "Threads ONNX Runtime runs each model operator on; 0 lets ONNX Runtime \
+                         choose (one per physical core)",
+                    )
+                    .maximum(256)
+                    .default_value(DEFAULT_INFERENCE_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("template-cache")
+                    .nick("Template cache (MiB)")
+                    .blurb(
+                        "Memory for decoded template frames and their face crops, kept so a \
+                         template shown again is not decoded again (1280x720 takes about 3 MiB \
+                         a frame); 0 decodes every frame",
+                    )
+                    .maximum(1 << 20)
+                    .default_value(DEFAULT_TEMPLATE_CACHE)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb(
@@ -1799,6 +1834,12 @@ impl ObjectImpl for TalkingHead {
                         .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
                 }
             }
+            "inference-threads" => {
+                settings.inference_threads = value.get().expect("type checked upstream")
+            }
+            "template-cache" => {
+                settings.template_cache = value.get().expect("type checked upstream")
+            }
             _ => unreachable!(),
         }
     }
@@ -1824,6 +1865,8 @@ impl ObjectImpl for TalkingHead {
             "silence-threshold" => settings.silence_threshold_db.to_value(),
             "blend-frames" => settings.blend_frames.to_value(),
             "max-latency" => settings.max_latency.nseconds().to_value(),
+            "inference-threads" => settings.inference_threads.to_value(),
+            "template-cache" => settings.template_cache.to_value(),
             _ => unreachable!(),
         }
     }

@@ -18,6 +18,8 @@ pub struct Wanted {
     pub generator: Option<PathBuf>,
     pub audio_encoder: Option<PathBuf>,
     pub ort_library: Option<PathBuf>,
+    /// Threads inside one ONNX Runtime operator; 0 lets ONNX Runtime choose.
+    pub inference_threads: u32,
 }
 
 pub struct Models {
@@ -79,7 +81,12 @@ pub fn load(wanted: &Wanted) -> Result<Resources, String> {
             None
         }
         (Some(encoder), Some(generator)) => {
-            let models = load_models(&encoder, &generator, wanted.ort_library.as_deref())?;
+            let models = load_models(
+                &encoder,
+                &generator,
+                wanted.ort_library.as_deref(),
+                wanted.inference_threads,
+            )?;
             notes.push(format!(
                 "models {} and {}{}",
                 encoder.describe(),
@@ -140,11 +147,14 @@ fn load_models(
     encoder: &ModelFile,
     generator: &ModelFile,
     ort_library: Option<&Path>,
+    inference_threads: u32,
 ) -> Result<Models, String> {
     let fail = |err: inference::InferenceError| format!("Cannot load the models: {err}");
     let library = inference::find_library(ort_library).map_err(fail)?;
     let env = inference::environment(&library).map_err(fail)?;
-    let options = SessionOptions { intra_threads: 0 };
+    let options = SessionOptions {
+        intra_threads: inference_threads as usize,
+    };
     let (encoder_name, generator_name) = (encoder.describe(), generator.describe());
     let encoder = AudioEncoder::load(encoder.source(&encoder_name), env, &options);
     let generator = Generator::load(generator.source(&generator_name), env, &options);

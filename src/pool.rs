@@ -1,6 +1,7 @@
 //! A fixed set of threads that run the tasks of one job at a time, the calling thread taking
 //! part: the per-frame image work of a batch, without a thread spawn or an allocation per batch.
 
+use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -18,7 +19,8 @@ struct State {
     tasks: usize,
     next_task: usize,
     unfinished: usize,
-    panicked: bool,
+    /// The first panic of a task of this job, raised again by `run`.
+    panic: Option<Box<dyn Any + Send>>,
     shutdown: bool,
 }
 
@@ -45,9 +47,11 @@ impl Shared {
     fn finish<'a>(
         &'a self,
         mut state: MutexGuard<'a, State>,
-        panicked: bool,
+        result: std::thread::Result<()>,
     ) -> MutexGuard<'a, State> {
-        state.panicked |= panicked;
+        if let Err(panic) = result {
+            state.panic.get_or_insert(panic);
+        }
         state.unfinished -= 1;
         if state.unfinished == 0 {
             self.done.notify_all();
@@ -56,10 +60,10 @@ impl Shared {
     }
 }
 
-fn call(job: Job, task: usize) -> bool {
+fn call(job: Job, task: usize) -> std::thread::Result<()> {
     // SAFETY: see `Job`.
     let job = unsafe { &*job.0 };
-    panic::catch_unwind(AssertUnwindSafe(|| job(task))).is_err()
+    panic::catch_unwind(AssertUnwindSafe(|| job(task)))
 }
 
 pub struct WorkerPool {
@@ -77,7 +81,7 @@ impl WorkerPool {
                 tasks: 0,
                 next_task: 0,
                 unfinished: 0,
-                panicked: false,
+                panic: None,
                 shutdown: false,
             }),
             work: Condvar::new(),
@@ -119,14 +123,14 @@ impl WorkerPool {
             tasks,
             next_task: 0,
             unfinished: tasks,
-            panicked: false,
+            panic: None,
             shutdown: false,
         };
         self.shared.work.notify_all();
         while let Some((job, task)) = Shared::take(&mut state) {
             drop(state);
-            let panicked = call(job, task);
-            state = self.shared.finish(self.shared.lock(), panicked);
+            let result = call(job, task);
+            state = self.shared.finish(self.shared.lock(), result);
         }
         while state.unfinished > 0 {
             state = self
@@ -136,9 +140,12 @@ impl WorkerPool {
                 .unwrap_or_else(PoisonError::into_inner);
         }
         state.job = None;
-        let panicked = state.panicked;
+        let panic = state.panic.take();
         drop(state);
-        assert!(!panicked, "a frame synthesis task panicked");
+        // A task's panic goes on in this thread with its own message, for the element to report.
+        if let Some(panic) = panic {
+            panic::resume_unwind(panic);
+        }
     }
 }
 
@@ -151,8 +158,8 @@ fn worker(shared: &Shared) {
         match Shared::take(&mut state) {
             Some((job, task)) => {
                 drop(state);
-                let panicked = call(job, task);
-                state = shared.finish(shared.lock(), panicked);
+                let result = call(job, task);
+                state = shared.finish(shared.lock(), result);
             }
             None => {
                 state = shared
@@ -235,7 +242,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "a frame synthesis task panicked")]
+    #[should_panic(expected = "again")]
     fn a_panicking_task_is_reported_and_the_pool_survives() {
         let pool = WorkerPool::new(2).unwrap();
         let result = panic::catch_unwind(AssertUnwindSafe(|| {

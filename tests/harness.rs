@@ -306,5 +306,8 @@ fn stats_count_inferred_and_idle_frames() {
         assert_eq!(stats.get::<u64>("frames-late").unwrap(), 0, "{stats}");
         assert_eq!(stats.get::<u32>("batch-size").unwrap(), 8);
         assert!(stats.get::<f64>("render-fps").unwrap() > 0.0, "{stats}");
+        assert!(stats.get::<f64>("image-ms").unwrap() > 0.0, "{stats}");
+        let generator_ms = stats.get::<f64>("generator-ms").unwrap();
+        assert_eq!(generator_ms > 0.0, inferred > 0, "{stats}");
     }
 }

@@ -394,24 +394,32 @@ impl Engine {
 
     /// Renders a run of frames into the synthesiser's slots: through the generator, cross-faded
     /// with the template by `weights`, or the templates alone when `weights` are all 0.
-    fn render(&mut self, requests: &[FrameRequest], weights: &[f32]) -> Result<(), String> {
+    /// Returns the time the generator took.
+    fn render(&mut self, requests: &[FrameRequest], weights: &[f32]) -> Result<Duration, String> {
         let inferred = weights.iter().any(|&weight| weight > 0.0);
         let Some(models) = self.models.as_ref().filter(|_| inferred) else {
-            return self.synth.render_templates(&self.avatar, requests);
+            self.synth.render_templates(&self.avatar, requests)?;
+            return Ok(Duration::ZERO);
         };
         let mut models = models.lock().unwrap();
+        let mut generator_time = Duration::ZERO;
         self.synth.render_speech(
             &self.avatar,
             requests,
             &self.features,
             |images, audio, output| {
-                models
+                let started = Instant::now();
+                let result = models
                     .generator
                     .run(images, audio, output)
-                    .map_err(|err| err.to_string())
+                    .map_err(|err| err.to_string());
+                generator_time = started.elapsed();
+                result
             },
         )?;
-        self.synth.fade_to_template(&self.avatar, requests, weights)
+        self.synth
+            .fade_to_template(&self.avatar, requests, weights)?;
+        Ok(generator_time)
     }
 }
 
@@ -445,7 +453,21 @@ struct Stats {
     /// went through the generator.
     render_time: Duration,
     inference_time: Duration,
+    stages: Stages,
     first_output: Option<Instant>,
+}
+
+/// Time spent in each stage of rendering.
+#[derive(Default)]
+struct Stages {
+    /// The audio encoder.
+    encoder: Duration,
+    /// The U-Net.
+    generator: Duration,
+    /// Decoding, cropping and packing templates; unpacking, pasting and fading the faces.
+    image: Duration,
+    /// Conversion into the negotiated format.
+    convert: Duration,
 }
 
 impl Stats {
@@ -464,6 +486,13 @@ impl Stats {
             }
         };
         let rendered = self.frames_inferred + self.frames_idle + self.frames_late;
+        let ms_per = |time: Duration, frames: u64| {
+            if frames > 0 {
+                1e3 * time.as_secs_f64() / frames as f64
+            } else {
+                0.0
+            }
+        };
         let since_first = self.first_output.map_or(Duration::ZERO, |t| t.elapsed());
         gst::Structure::builder("application/x-talkinghead-stats")
             .field("frames-out", self.frames_out)
@@ -479,6 +508,13 @@ impl Stats {
                 per_second(self.frames_inferred, self.inference_time),
             )
             .field("output-fps", per_second(self.frames_out, since_first))
+            .field("encoder-ms", ms_per(self.stages.encoder, rendered))
+            .field(
+                "generator-ms",
+                ms_per(self.stages.generator, self.frames_inferred),
+            )
+            .field("image-ms", ms_per(self.stages.image, rendered))
+            .field("convert-ms", ms_per(self.stages.convert, rendered))
             .field("latency", latency.nseconds())
             .build()
     }
@@ -1195,6 +1231,7 @@ impl TalkingHead {
         let mut buffers = Vec::with_capacity(frames.len());
         let (mut inferred_frames, mut idle_frames) = (0, 0);
         let mut inference_time = Duration::ZERO;
+        let mut stages = Stages::default();
         {
             let mut renderer = self.renderer.lock().unwrap();
             let Renderer { engine, format } = &mut *renderer;
@@ -1208,7 +1245,9 @@ impl TalkingHead {
             } else {
                 engine.fade = fade;
             }
+            let encode_started = Instant::now();
             let rendered = engine.encode().and_then(|()| {
+                stages.encoder += encode_started.elapsed();
                 // Runs of frames through the generator, and of idle frames, each one batch.
                 let mut start = 0;
                 while start < frames.len() {
@@ -1226,10 +1265,12 @@ impl TalkingHead {
                         })
                         .collect();
                     let run_started = Instant::now();
-                    engine.render(&requests, &weights[run.clone()])?;
+                    stages.generator += engine.render(&requests, &weights[run.clone()])?;
+                    let convert_started = Instant::now();
                     for (slot, frame) in frames[run].iter().enumerate() {
                         buffers.push(self.output_buffer(format, engine.synth.frame(slot), frame));
                     }
+                    stages.convert += convert_started.elapsed();
                     let cost = run_started.elapsed();
                     if inferred {
                         engine.costs.add_inferred(cost, len);
@@ -1256,7 +1297,13 @@ impl TalkingHead {
         }
         {
             let mut stats = self.stats.lock().unwrap();
-            stats.render_time += started.elapsed();
+            let render_time = started.elapsed();
+            stats.render_time += render_time;
+            stats.stages.encoder += stages.encoder;
+            stats.stages.generator += stages.generator;
+            stats.stages.convert += stages.convert;
+            stats.stages.image +=
+                render_time.saturating_sub(stages.encoder + stages.generator + stages.convert);
             stats.inference_time += inference_time;
             stats.last_batch = frames.len() as u32;
             stats.frames_inferred += inferred_frames;
@@ -1783,7 +1830,10 @@ impl ObjectImpl for TalkingHead {
                          been late), batch-size, last-batch, queued-frames, render-fps (frames \
                          per second of rendering time), inference-fps (the same for inferred \
                          frames), output-fps (frames per second since the first frame went \
-                         out) and latency (nanoseconds the element adds when live)",
+                         out), latency (nanoseconds the element adds when live), and the mean \
+                         milliseconds a frame spends in each stage: encoder-ms, generator-ms \
+                         (per inferred frame), image-ms (template decode, crop, paste, fade) and \
+                         convert-ms",
                     )
                     .read_only()
                     .build(),

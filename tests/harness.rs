@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{AUDIO_CAPS, FRAME_NS, SAMPLE_RATE, audio_buffer, init, make_avatar};
+use common::{
+    AUDIO_CAPS, FRAME_NS, SAMPLE_RATE, audio_buffer, harness_for, init, make_avatar, pull_all,
+};
 use gst::prelude::*;
 use gst_check::Harness;
 
@@ -23,19 +25,7 @@ fn harness_without_models(name: &str) -> Harness {
         .property("avatar", avatar.to_str().unwrap())
         .build()
         .unwrap();
-    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
-    h.set_live(false);
-    h.set_src_caps_str(AUDIO_CAPS);
-    h
-}
-
-/// Pulls every buffer up to EOS.
-fn pull_all(h: &mut Harness) -> Vec<gst::Buffer> {
-    let mut buffers = Vec::new();
-    while let Some(buffer) = h.pull_until_eos().expect("EOS within the harness timeout") {
-        buffers.push(buffer);
-    }
-    buffers
+    harness_for(&element)
 }
 
 fn push_audio(h: &mut Harness, start: u64, total: u64, per_buffer: u64) {

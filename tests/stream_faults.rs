@@ -6,7 +6,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{AUDIO_CAPS, FRAME_NS, SAMPLE_RATE, init, make_avatar, run_to_end};
+use common::{FRAME_NS, SAMPLE_RATE, harness_for, init, make_avatar, pull_all, run_to_end};
 use gst::prelude::*;
 use gst_check::Harness;
 use gsttalkinghead::avatar::{self, Avatar, JpegDecoder, Source};
@@ -61,18 +61,7 @@ fn harness(batch_size: u32) -> Harness {
         .property("batch-size", batch_size)
         .build()
         .unwrap();
-    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
-    h.set_live(false);
-    h.set_src_caps_str(AUDIO_CAPS);
-    h
-}
-
-fn pull_all(h: &mut Harness) -> Vec<gst::Buffer> {
-    let mut buffers = Vec::new();
-    while let Some(buffer) = h.pull_until_eos().expect("EOS within the harness timeout") {
-        buffers.push(buffer);
-    }
-    buffers
+    harness_for(&element)
 }
 
 fn assert_grid(buffers: &[gst::Buffer], first_pts: u64) {

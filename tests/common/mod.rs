@@ -260,3 +260,21 @@ pub fn gst_launch(pipeline: &str) -> (bool, String) {
         + &String::from_utf8_lossy(&output.stderr);
     (output.status.success(), text)
 }
+
+/// A harness around `element`, not live (so no frame is ever late and replaced by an idle one),
+/// with S16LE 16 kHz mono caps on its input.
+pub fn harness_for(element: &gst::Element) -> gst_check::Harness {
+    let mut h = gst_check::Harness::with_element(element, Some("sink"), Some("src"));
+    h.set_live(false);
+    h.set_src_caps_str(AUDIO_CAPS);
+    h
+}
+
+/// Pulls every buffer up to EOS.
+pub fn pull_all(h: &mut gst_check::Harness) -> Vec<gst::Buffer> {
+    let mut buffers = Vec::new();
+    while let Some(buffer) = h.pull_until_eos().expect("EOS within the harness timeout") {
+        buffers.push(buffer);
+    }
+    buffers
+}

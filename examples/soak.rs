@@ -14,6 +14,10 @@ use std::time::Instant;
 
 use gst::prelude::*;
 
+#[path = "../tests/common/memory.rs"]
+mod memory;
+use memory::rss_kib;
+
 const RATE: u64 = 16_000;
 const FRAMES_PER_MINUTE: u64 = 25 * 60;
 /// Minutes of audio before memory is expected to be flat (pools, caches and allocator arenas).
@@ -22,15 +26,6 @@ const WARM_UP_MINUTES: usize = 2;
 const ALLOWED_GROWTH_KIB: i64 = 8 * 1024;
 /// Samples per buffer pushed: 100 ms.
 const BUFFER_SAMPLES: usize = 1600;
-
-fn rss_kib() -> i64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status")
-}
 
 /// The bundled clip's samples (16 kHz mono S16LE WAV).
 fn speech() -> Vec<u8> {

@@ -230,33 +230,59 @@ fn f32_buffer(offset: u64, samples: &[f32]) -> gst::Buffer {
 }
 
 #[test]
-fn non_finite_samples_are_treated_as_silence() {
+fn non_finite_samples_are_treated_as_silence_and_reported_once() {
     let speech: Vec<f32> = (0..2 * SAMPLE_RATE as usize)
         .map(|n| 0.3 * (n as f32 * 0.05).sin() * ((n / 4000) % 2) as f32)
         .collect();
     let mut broken = speech.clone();
-    for (n, sample) in broken.iter_mut().enumerate().skip(5000).step_by(97) {
+    for (n, sample) in broken.iter_mut().enumerate().skip(9000).step_by(97) {
         *sample = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][n % 3];
     }
+    let non_finite = broken.iter().filter(|sample| !sample.is_finite()).count() as u64;
     let mut zeroed = speech;
-    for sample in zeroed.iter_mut().skip(5000).step_by(97) {
+    for sample in zeroed.iter_mut().skip(9000).step_by(97) {
         *sample = 0.0;
     }
+    // Four buffers of 0.5 s, each with non-finite samples but the first.
     let render = |samples: &[f32]| {
         let mut h = harness();
+        let bus = gst::Bus::new();
+        h.element().unwrap().set_bus(Some(&bus));
         h.set_src_caps_str("audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved");
-        h.push(f32_buffer(0, samples)).unwrap();
+        let chunk = SAMPLE_RATE as usize / 2;
+        for (n, part) in samples.chunks(chunk).enumerate() {
+            h.push(f32_buffer((n * chunk) as u64, part)).unwrap();
+        }
         assert!(h.push_event(gst::event::Eos::new()));
-        pull_all(&mut h)
+        let frames = pull_all(&mut h)
             .iter()
             .map(|buffer| buffer.map_readable().unwrap().to_vec())
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        let warnings: Vec<String> = bus
+            .iter_filtered(&[gst::MessageType::Warning])
+            .filter_map(|message| match message.view() {
+                gst::MessageView::Warning(warning) => Some(warning.error().to_string()),
+                _ => None,
+            })
+            .collect();
+        let counted = stats(&h).get::<u64>("samples-non-finite").unwrap();
+        (frames, warnings, counted)
     };
-    let (from_broken, from_zeroed) = (render(&broken), render(&zeroed));
+    let (from_broken, warnings, counted) = render(&broken);
+    let (from_zeroed, no_warnings, none) = render(&zeroed);
     assert_eq!(from_broken.len(), 50);
     assert!(
         from_broken == from_zeroed,
         "non-finite samples changed the frames"
+    );
+    assert_eq!(counted, non_finite);
+    assert_eq!((no_warnings.len(), none), (0, 0));
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("Audio buffer at 0:00:00.500000000 has")
+            && warnings[0].contains("NaN or infinite samples: replaced by silence"),
+        "{}",
+        warnings[0]
     );
 }
 

@@ -1,15 +1,22 @@
-//! State changes while audio flows: no deadlock, no thread left behind.
+//! State changes while audio flows: no deadlock, no thread left behind, no memory growth.
 
 mod common;
 
 use std::time::Duration;
 
 use common::init;
+use common::memory::rss_kib;
 use gst::prelude::*;
 
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
+
+/// Cycles before memory is measured: allocator arenas and GStreamer's pools settle.
+const WARM_UP_CYCLES: u64 = 50;
+/// Growth over the remaining cycles that is allocator noise, not a leak: a leak of one batch of
+/// frames per cycle (8 × 640×360 BGR) would be 800 MiB.
+const ALLOWED_GROWTH_KIB: i64 = 4 * 1024;
 
 #[test]
 fn start_stop_cycles_with_audio_flowing() {
@@ -24,8 +31,12 @@ fn start_stop_cycles_with_audio_flowing() {
     std::thread::sleep(Duration::from_millis(300));
     pipeline.set_state(gst::State::Null).unwrap();
     let before = threads();
+    let mut rss_after_warm_up = 0;
 
     for cycle in 0..200 {
+        if cycle == WARM_UP_CYCLES {
+            rss_after_warm_up = rss_kib();
+        }
         pipeline.set_state(gst::State::Playing).unwrap();
         let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(10));
         assert!(result.is_ok(), "cycle {cycle}: no PLAYING");
@@ -40,5 +51,15 @@ fn start_stop_cycles_with_audio_flowing() {
     assert!(
         after <= before + 2,
         "threads: {before} before, {after} after 200 cycles"
+    );
+    let growth = rss_kib() - rss_after_warm_up;
+    eprintln!(
+        "RSS growth over the last {} cycles: {growth} KiB",
+        200 - WARM_UP_CYCLES
+    );
+    assert!(
+        growth <= ALLOWED_GROWTH_KIB,
+        "RSS grew by {growth} KiB over {} cycles",
+        200 - WARM_UP_CYCLES
     );
 }

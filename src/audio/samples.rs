@@ -10,15 +10,24 @@ pub fn extend_from_s16le(out: &mut Vec<f32>, bytes: &[u8]) {
     );
 }
 
-/// Appends the F32LE samples of `bytes` to `out`, NaN and ±∞ replaced by silence (0). Trailing
-/// bytes short of a sample are ignored.
-pub fn extend_from_f32le(out: &mut Vec<f32>, bytes: &[u8]) {
+/// Appends the F32LE samples of `bytes` to `out`, NaN and ±∞ replaced by silence (0), and
+/// returns how many were replaced. Trailing bytes short of a sample are ignored.
+pub fn extend_from_f32le(out: &mut Vec<f32>, bytes: &[u8]) -> usize {
+    let mut replaced = 0;
     out.extend(
         bytes
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .map(|v| if v.is_finite() { v } else { 0.0 }),
+            .map(|v| {
+                if v.is_finite() {
+                    v
+                } else {
+                    replaced += 1;
+                    0.0
+                }
+            }),
     );
+    replaced
 }
 
 #[cfg(test)]
@@ -35,7 +44,7 @@ mod tests {
             .iter()
             .flat_map(|v: &f32| v.to_le_bytes())
             .collect();
-        extend_from_f32le(&mut out, &bytes);
+        assert_eq!(extend_from_f32le(&mut out, &bytes), 3);
         assert_eq!(out, [0.5, 0.0, 0.0, 0.0, -0.25]);
     }
 }

@@ -214,26 +214,77 @@ impl State {
 
     /// The frames the audio so far completes, or at the end of the stream (`at_eos`) all the
     /// audio started.
-    fn take_ready_frames(&mut self, clock: &FrameClock, at_eos: bool) -> Vec<Frame> {
+    fn take_ready_frames(&mut self, clock: &FrameClock, at_eos: bool) -> ReadyFrames {
         let (Some(avatar), Some(origin)) = (&self.avatar, self.origin) else {
-            return Vec::new();
+            return ReadyFrames::default();
         };
         let started = clock.frames_started(self.samples);
         let mut ready = self.frames_queued;
         while ready < started && (at_eos || self.samples_for_frame(clock, ready) <= self.samples) {
             ready += 1;
         }
-        let frames = (self.frames_queued..ready)
-            .map(|index| Frame {
-                index,
-                template: avatar.template_index(index, self.start_frame),
-                pts: origin + gst::ClockTime::from_nseconds(clock.pts_offset(index)),
-                duration: gst::ClockTime::from_nseconds(clock.duration(index)),
-            })
-            .collect();
+        let frames = ReadyFrames {
+            indices: self.frames_queued..ready,
+            avatar: Some(avatar.clone()),
+            start_frame: self.start_frame,
+            origin,
+            clock: *clock,
+        };
         self.frames_queued = ready;
         frames
     }
+}
+
+/// Frames ready to render, placed on the grid one by one as they are queued (no list per audio
+/// buffer). Empty without an avatar.
+struct ReadyFrames {
+    indices: std::ops::Range<u64>,
+    avatar: Option<Arc<Avatar>>,
+    start_frame: u32,
+    origin: gst::ClockTime,
+    clock: FrameClock,
+}
+
+impl Default for ReadyFrames {
+    fn default() -> Self {
+        Self {
+            indices: 0..0,
+            avatar: None,
+            start_frame: 0,
+            origin: gst::ClockTime::ZERO,
+            clock: frame_clock(),
+        }
+    }
+}
+
+impl Iterator for ReadyFrames {
+    type Item = Frame;
+
+    fn next(&mut self) -> Option<Frame> {
+        let index = self.indices.next()?;
+        let avatar = self.avatar.as_ref()?;
+        Some(Frame {
+            index,
+            template: avatar.template_index(index, self.start_frame),
+            pts: self.origin + gst::ClockTime::from_nseconds(self.clock.pts_offset(index)),
+            duration: gst::ClockTime::from_nseconds(self.clock.duration(index)),
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.indices.size_hint()
+    }
+}
+
+impl ExactSizeIterator for ReadyFrames {}
+
+/// The lists a batch is gathered and rendered into, kept from batch to batch.
+#[derive(Default)]
+struct Batch {
+    frames: Vec<Frame>,
+    requests: Vec<FrameRequest>,
+    weights: Vec<f32>,
+    buffers: Vec<Result<gst::Buffer, gst::FlowError>>,
 }
 
 /// One output frame to render.
@@ -307,21 +358,25 @@ struct Engine {
 }
 
 impl Engine {
-    fn push_audio(&mut self, buffer: &gst::BufferRef, format: SampleFormat, skip: usize) {
+    /// Feeds a buffer's samples after the first `skip`; returns how many were NaN or infinite
+    /// and were replaced by silence.
+    fn push_audio(&mut self, buffer: &gst::BufferRef, format: SampleFormat, skip: usize) -> usize {
         let Ok(map) = buffer.map_readable() else {
-            return;
+            return 0;
         };
         self.samples.clear();
         // `skip` leading samples overlap audio already counted.
-        match format {
+        let non_finite = match format {
             SampleFormat::S16 => {
-                samples::extend_from_s16le(&mut self.samples, map.get(2 * skip..).unwrap_or(&[]))
+                samples::extend_from_s16le(&mut self.samples, map.get(2 * skip..).unwrap_or(&[]));
+                0
             }
             SampleFormat::F32 => {
                 samples::extend_from_f32le(&mut self.samples, map.get(4 * skip..).unwrap_or(&[]))
             }
-        }
+        };
         self.features.push(&self.samples);
+        non_finite
     }
 
     /// Measures what inferring a frame costs, on silence over the first template, so that a
@@ -448,6 +503,8 @@ struct Stats {
     frames_idle: u64,
     /// Template frames shown because inferring them would have made them late.
     frames_late: u64,
+    /// NaN or infinite audio samples replaced by silence.
+    samples_non_finite: u64,
     last_batch: u32,
     /// Time spent rendering (features, generator, composition, conversion), and on the frames that
     /// went through the generator.
@@ -499,6 +556,7 @@ impl Stats {
             .field("frames-inferred", self.frames_inferred)
             .field("frames-idle", self.frames_idle)
             .field("frames-late", self.frames_late)
+            .field("samples-non-finite", self.samples_non_finite)
             .field("batch-size", batch_size)
             .field("last-batch", self.last_batch)
             .field("queued-frames", queued_frames as u64)
@@ -575,6 +633,8 @@ pub struct TalkingHead {
     output: Mutex<Output>,
     output_changed: Condvar,
     renderer: Mutex<Renderer>,
+    /// Used by the source pad task alone.
+    batch: Mutex<Batch>,
     stats: Mutex<Stats>,
     downstream: Mutex<Downstream>,
 }
@@ -659,7 +719,7 @@ impl TalkingHead {
         &self,
         state: MutexGuard<'_, State>,
         items: impl IntoIterator<Item = Option<Item>>,
-        frames: Vec<Frame>,
+        frames: ReadyFrames,
         last: Option<Item>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         if state.live {
@@ -669,7 +729,7 @@ impl TalkingHead {
             }
             output.items.extend(items.into_iter().flatten());
             output.frames += frames.len();
-            output.items.extend(frames.into_iter().map(Item::Frame));
+            output.items.extend(frames.map(Item::Frame));
             output.items.extend(last);
             self.output_changed.notify_all();
             return output.flow;
@@ -961,7 +1021,7 @@ impl TalkingHead {
     }
 
     /// Queues frames for the source pad task, waiting while the queue is full.
-    fn queue_frames(&self, frames: Vec<Frame>) -> Result<(), gst::FlowError> {
+    fn queue_frames(&self, frames: ReadyFrames) -> Result<(), gst::FlowError> {
         let mut output = self.output.lock().unwrap();
         for frame in frames {
             while output.frames >= output.max_frames && !output.flushing && output.flow.is_ok() {
@@ -1172,7 +1232,13 @@ impl TalkingHead {
                 buffer,
                 format,
                 skip,
-            } => engine.push_audio(&buffer, format, skip),
+            } => {
+                let non_finite = engine.push_audio(&buffer, format, skip) as u64;
+                drop(renderer);
+                if non_finite > 0 {
+                    self.report_non_finite(&buffer, non_finite);
+                }
+            }
             Item::Silence(samples) => engine.push_silence(samples),
             Item::EndOfAudio => engine.features.finish(),
             Item::Restart => {
@@ -1180,6 +1246,27 @@ impl TalkingHead {
                 engine.fade.cut();
             }
             Item::Frame(_) | Item::Event(_) | Item::Negotiate => unreachable!("not audio"),
+        }
+    }
+
+    /// Counts samples that were NaN or infinite, and warns about the first buffer of a run that
+    /// has any.
+    fn report_non_finite(&self, buffer: &gst::BufferRef, samples: u64) {
+        let first = {
+            let mut stats = self.stats.lock().unwrap();
+            stats.samples_non_finite += samples;
+            stats.samples_non_finite == samples
+        };
+        if first {
+            gst::element_imp_warning!(
+                self,
+                gst::StreamError::Decode,
+                (
+                    "Audio buffer at {} has {samples} NaN or infinite samples: replaced by \
+                     silence (this warning is given once per run; the stats count them all)",
+                    buffer.pts().display()
+                )
+            );
         }
     }
 
@@ -1200,7 +1287,15 @@ impl TalkingHead {
             None => return Err(gst::FlowError::Flushing),
         };
         let deadline = live.and_then(|live| live.deadline(first.pts));
-        let mut frames = vec![first];
+        let mut batch = self.batch.lock().unwrap();
+        let Batch {
+            frames,
+            requests,
+            weights,
+            buffers,
+        } = &mut *batch;
+        frames.clear();
+        frames.push(first);
         while frames.len() < batch_size {
             let gather_until = live.zip(deadline).map(|(live, deadline)| {
                 let render = costs.inferred(frames.len() + 1) + DEADLINE_MARGIN;
@@ -1213,22 +1308,27 @@ impl TalkingHead {
             }
         }
 
+        requests.clear();
+        requests.extend(frames.iter().map(|frame| FrameRequest {
+            frame: frame.index as usize,
+            template: frame.template,
+        }));
+
         // Which frames have speech to infer, and whether inferring them would be late.
-        let mut weights = Vec::with_capacity(frames.len());
         let fade = match &self.renderer.lock().unwrap().engine {
-            Some(engine) => engine.weights(&frames, threshold_db, &mut weights),
+            Some(engine) => engine.weights(frames, threshold_db, weights),
             None => return Err(gst::FlowError::Flushing),
         };
         let to_infer = weights.iter().filter(|&&weight| weight > 0.0).count();
         let late_by = if to_infer > 0 {
-            self.late_by(live, deadline, &frames, &costs)
+            self.late_by(live, deadline, frames, &costs)
         } else {
             None
         };
         let late_frames = if late_by.is_some() { to_infer } else { 0 };
 
         let started = Instant::now();
-        let mut buffers = Vec::with_capacity(frames.len());
+        buffers.clear();
         let (mut inferred_frames, mut idle_frames) = (0, 0);
         let mut inference_time = Duration::ZERO;
         let mut stages = Stages::default();
@@ -1257,15 +1357,9 @@ impl TalkingHead {
                         .take_while(|&&weight| (weight > 0.0) == inferred)
                         .count();
                     let run = start..start + len;
-                    let requests: Vec<FrameRequest> = frames[run.clone()]
-                        .iter()
-                        .map(|frame| FrameRequest {
-                            frame: frame.index as usize,
-                            template: frame.template,
-                        })
-                        .collect();
                     let run_started = Instant::now();
-                    stages.generator += engine.render(&requests, &weights[run.clone()])?;
+                    stages.generator +=
+                        engine.render(&requests[run.clone()], &weights[run.clone()])?;
                     let convert_started = Instant::now();
                     for (slot, frame) in frames[run].iter().enumerate() {
                         buffers.push(self.output_buffer(format, engine.synth.frame(slot), frame));
@@ -1293,7 +1387,7 @@ impl TalkingHead {
             }
         }
         if let Some(jitter) = late_by {
-            self.post_qos(live, &frames, late_frames, jitter);
+            self.post_qos(live, frames, late_frames, jitter);
         }
         {
             let mut stats = self.stats.lock().unwrap();
@@ -1311,7 +1405,8 @@ impl TalkingHead {
             stats.frames_idle += idle_frames - late_frames as u64;
         }
         let discont = std::mem::take(&mut self.output.lock().unwrap().discont);
-        for (n, buffer) in buffers.into_iter().enumerate() {
+        // Draining drops the buffers left if a push fails.
+        for (n, buffer) in buffers.drain(..).enumerate() {
             let mut buffer = buffer?;
             if n == 0 && discont {
                 buffer.make_mut().set_flags(gst::BufferFlags::DISCONT);
@@ -1705,6 +1800,7 @@ impl ObjectSubclass for TalkingHead {
             }),
             output_changed: Condvar::new(),
             renderer: Mutex::new(Renderer::default()),
+            batch: Mutex::new(Batch::default()),
             stats: Mutex::new(Stats::default()),
             downstream: Mutex::new(Downstream::default()),
         }

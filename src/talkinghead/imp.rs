@@ -993,6 +993,7 @@ impl TalkingHead {
     fn task_panicked(&self, payload: &(dyn std::any::Any + Send)) {
         let message = crate::fault::panic_message(payload);
         self.renderer.clear_poison();
+        self.batch.clear_poison();
         self.stats.clear_poison();
         if let Some(models) = self
             .resources

@@ -8,5 +8,5 @@
 set -euo pipefail
 set -f  # SRC and SINK are split into words, never globbed
 exec gst-launch-1.0 -q -e \
-  ${SRC:-autoaudiosrc} ! queue ! audioconvert ! audioresample ! talkinghead "$@" ! queue ! \
-  queue ! videoconvert ! ${SINK:-autovideosink}
+  ${SRC:-autoaudiosrc} ! queue ! audioconvert ! audioresample ! talkinghead "$@" ! \
+  videoconvert ! ${SINK:-autovideosink}

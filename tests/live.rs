@@ -2,8 +2,8 @@
 //! and while inference falls behind, and the latency the element reports is the one it has.
 //!
 //! Each test feeds the bundled clip through a live `appsrc` at real-time pace and takes the frames
-//! with a synchronised `appsink`, so they take as long as the audio they stream (about 9 and
-//! 10 s); they run one at a time.
+//! with a synchronised `appsink`, straight after the element or behind a `queue`, so they take as
+//! long as the audio they stream (about 9 and 10 s); they run one at a time.
 
 mod common;
 
@@ -79,16 +79,27 @@ fn count(stats: &gst::Structure, field: &str) -> u64 {
 
 /// Streams `pieces` live through the element with the built-in avatar, calling `meanwhile` with
 /// the seconds since the start every 50 ms.
-fn run_live(pieces: &[Piece], mut meanwhile: impl FnMut(f64)) -> Run {
+/// Downstream of the element: its sink straight after it, or behind a `queue`.
+#[derive(Clone, Copy)]
+enum Downstream {
+    Sink,
+    Queue,
+}
+
+fn run_live(pieces: &[Piece], downstream: Downstream, mut meanwhile: impl FnMut(f64)) -> Run {
     init();
     let clip = read_wav_s16(
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo/speech.wav"),
     );
-    let pipeline = gst::parse::launch(
+    let queue = match downstream {
+        Downstream::Sink => "",
+        Downstream::Queue => "queue !",
+    };
+    let pipeline = gst::parse::launch(&format!(
         "appsrc name=src is-live=true do-timestamp=true format=time min-latency=0 \
            caps=audio/x-raw,format=S16LE,rate=16000,channels=1,layout=interleaved ! \
-         talkinghead name=head ! queue ! video/x-raw,format=BGR ! appsink name=sink sync=true",
-    )
+         talkinghead name=head ! {queue} video/x-raw,format=BGR ! appsink name=sink sync=true",
+    ))
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
@@ -234,6 +245,15 @@ fn longest_wait(frames: &[Received]) -> Duration {
 
 #[test]
 fn frames_keep_coming_through_a_pause_with_the_idle_avatar() {
+    through_a_pause(Downstream::Sink);
+}
+
+#[test]
+fn frames_keep_coming_through_a_pause_into_a_queue() {
+    through_a_pause(Downstream::Queue);
+}
+
+fn through_a_pause(downstream: Downstream) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // 3.2 s of speech, 3 s with no audio at all, 2.68 s of speech.
     let run = run_live(
@@ -242,6 +262,7 @@ fn frames_keep_coming_through_a_pause_with_the_idle_avatar() {
             Piece::Pause(3.0),
             Piece::Speech(4.12, 6.8),
         ],
+        downstream,
         |_| (),
     );
     let frames = &run.frames;
@@ -312,7 +333,7 @@ fn inference_that_falls_behind_gives_way_to_idle_frames_and_comes_back() {
     let stop = Arc::new(AtomicBool::new(false));
     let mut hogs = Vec::new();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let run = run_live(&[Piece::Speech(0.0, 10.0)], |at| {
+    let run = run_live(&[Piece::Speech(0.0, 10.0)], Downstream::Queue, |at| {
         if at >= 1.0 && hogs.is_empty() && !stop.load(Ordering::Relaxed) {
             hogs = (0..8 * cores)
                 .map(|_| {

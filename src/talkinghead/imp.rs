@@ -46,6 +46,7 @@ use gst::subclass::prelude::*;
 use super::clock::FrameClock;
 use super::costs::Costs;
 use super::fade::Fade;
+use super::push::{Outgoing, Pusher};
 use super::resources::{self, Models, Resources, Wanted};
 use crate::audio::features::samples_needed_for_frame;
 use crate::audio::samples;
@@ -635,6 +636,8 @@ pub struct TalkingHead {
     renderer: Mutex<Renderer>,
     /// Used by the source pad task alone.
     batch: Mutex<Batch>,
+    /// Takes what the source pad task rendered downstream.
+    pusher: Pusher,
     stats: Mutex<Stats>,
     downstream: Mutex<Downstream>,
 }
@@ -830,20 +833,31 @@ impl TalkingHead {
                     output.reset(true);
                     self.output_changed.notify_all();
                 }
+                self.pusher.flush_start();
                 let forwarded = self.srcpad.push_event(event);
                 let _ = self.srcpad.pause_task();
                 forwarded
             }
             EventView::FlushStop(_) => {
+                // Once a push in progress has returned.
+                self.pusher.flush_stop();
                 let has_caps = {
                     let mut state = self.state.lock().unwrap();
                     state.restart();
                     state.format.is_some()
                 };
                 self.downstream.lock().unwrap().earliest = None;
+                // A stream-start the flush cut short downstream goes again.
+                let stream_start = match self.srcpad.sticky_event::<gst::event::StreamStart>(0) {
+                    Some(_) => None,
+                    None => self.sinkpad.sticky_event::<gst::event::StreamStart>(0),
+                };
                 {
                     let mut output = self.output.lock().unwrap();
                     output.reset(false);
+                    output
+                        .items
+                        .extend(stream_start.map(|event| Item::Event(event.into())));
                     output.items.push_back(Item::Restart);
                     // A negotiation cut short by the flush left no caps on the source pad.
                     if has_caps {
@@ -955,6 +969,16 @@ impl TalkingHead {
         }
         if active {
             self.output.lock().unwrap().reset(false);
+            let element = self.obj().downgrade();
+            self.pusher
+                .start(
+                    &format!("{}:push", self.obj().name()),
+                    move |item| match element.upgrade() {
+                        Some(element) => element.imp().push_downstream(item),
+                        None => Err(gst::FlowError::Flushing),
+                    },
+                )
+                .map_err(|err| gst::loggable_error!(CAT, "Failed to start pushing: {err}"))?;
             self.start_task()
                 .map_err(|err| gst::loggable_error!(CAT, "Failed to start task: {err}"))
         } else {
@@ -963,9 +987,13 @@ impl TalkingHead {
                 output.reset(true);
                 self.output_changed.notify_all();
             }
-            self.srcpad
+            self.pusher.flush_start();
+            let stopped = self
+                .srcpad
                 .stop_task()
-                .map_err(|err| gst::loggable_error!(CAT, "Failed to stop task: {err}"))
+                .map_err(|err| gst::loggable_error!(CAT, "Failed to stop task: {err}"));
+            self.pusher.stop();
+            stopped
         }
     }
 
@@ -1017,7 +1045,7 @@ impl TalkingHead {
             }
             self.output_changed.notify_all();
         }
-        self.srcpad.push_event(gst::event::Eos::new());
+        let _ = self.pusher.send(Outgoing::Event(gst::event::Eos::new()));
         let _ = self.srcpad.pause_task();
     }
 
@@ -1074,14 +1102,11 @@ impl TalkingHead {
             Item::Frame(frame) => self.render_batch(frame, live.as_ref()),
             Item::Event(event) => {
                 let eos = matches!(event.view(), gst::EventView::Eos(_));
-                if !self.srcpad.push_event(event) {
-                    gst::debug!(CAT, imp = self, "Downstream refused an event");
-                }
-                // Nothing follows EOS until a flush restarts the task.
-                if eos {
-                    Err(gst::FlowError::Eos)
-                } else {
-                    Ok(gst::FlowSuccess::Ok)
+                match self.pusher.send(Outgoing::Event(event)) {
+                    // Nothing follows EOS until a flush restarts the task.
+                    Ok(()) if eos => Err(gst::FlowError::Eos),
+                    Ok(()) => Ok(gst::FlowSuccess::Ok),
+                    Err(err) => Err(err),
                 }
             }
             Item::Negotiate => self.negotiate(),
@@ -1092,30 +1117,59 @@ impl TalkingHead {
         };
 
         if let Err(err) = result {
-            // The error is on the bus before upstream sees the flow return.
-            let fatal = !matches!(err, gst::FlowError::Flushing | gst::FlowError::Eos);
-            if fatal {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Failed,
-                    ("Internal data stream error"),
-                    ["streaming stopped, reason {err:?}"]
-                );
-            } else {
-                gst::debug!(CAT, imp = self, "Pausing task: {err:?}");
-            }
-            {
-                let mut output = self.output.lock().unwrap();
-                if !output.flushing {
-                    output.flow = Err(err);
-                }
-                self.output_changed.notify_all();
-            }
-            if fatal {
-                self.srcpad.push_event(gst::event::Eos::new());
+            // A failed push was reported by the push thread.
+            if self.pusher.failed().is_none() && self.stream_stopped(err) {
+                let _ = self.pusher.send(Outgoing::Event(gst::event::Eos::new()));
             }
             let _ = self.srcpad.pause_task();
         }
+    }
+
+    /// Stops the stream on `err`: posts an error unless it is FLUSHING or EOS (before upstream
+    /// sees the flow return), and hands `err` to upstream. Returns whether it was an error, after
+    /// which EOS must go downstream.
+    fn stream_stopped(&self, err: gst::FlowError) -> bool {
+        let fatal = !matches!(err, gst::FlowError::Flushing | gst::FlowError::Eos);
+        if fatal {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Failed,
+                ("Internal data stream error"),
+                ["streaming stopped, reason {err:?}"]
+            );
+        } else {
+            gst::debug!(CAT, imp = self, "Stopping: {err:?}");
+        }
+        let mut output = self.output.lock().unwrap();
+        if !output.flushing {
+            output.flow = Err(err);
+        }
+        self.output_changed.notify_all();
+        fatal
+    }
+
+    /// Pushes one rendered buffer or event; runs on the push thread.
+    fn push_downstream(&self, item: Outgoing) -> Result<(), gst::FlowError> {
+        let buffer = match item {
+            Outgoing::Buffer(buffer) => buffer,
+            Outgoing::Event(event) => {
+                if !self.srcpad.push_event(event) {
+                    gst::debug!(CAT, imp = self, "Downstream refused an event");
+                }
+                return Ok(());
+            }
+        };
+        gst::trace!(CAT, imp = self, "Pushing {buffer:?}");
+        if let Err(err) = self.srcpad.push(buffer) {
+            if self.stream_stopped(err) {
+                self.srcpad.push_event(gst::event::Eos::new());
+            }
+            return Err(err);
+        }
+        let mut stats = self.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        stats.frames_out += 1;
+        stats.first_output.get_or_insert_with(Instant::now);
+        Ok(())
     }
 
     /// The timing of a live stream with a running clock; `None` otherwise.
@@ -1191,7 +1245,8 @@ impl TalkingHead {
     fn next_item(&self, any: bool, until: Option<Instant>) -> Next {
         let mut output = self.output.lock().unwrap();
         loop {
-            if output.flushing {
+            // After downstream failed a push, the task waits for a flush or a restart.
+            if output.flushing || output.flow.is_err() {
                 return Next::Nothing;
             }
             match output.items.front() {
@@ -1406,17 +1461,13 @@ impl TalkingHead {
             stats.frames_idle += idle_frames - late_frames as u64;
         }
         let discont = std::mem::take(&mut self.output.lock().unwrap().discont);
-        // Draining drops the buffers left if a push fails.
+        // Draining drops the buffers left if sending fails.
         for (n, buffer) in buffers.drain(..).enumerate() {
             let mut buffer = buffer?;
             if n == 0 && discont {
                 buffer.make_mut().set_flags(gst::BufferFlags::DISCONT);
             }
-            gst::trace!(CAT, imp = self, "Pushing {buffer:?}");
-            self.srcpad.push(buffer)?;
-            let mut stats = self.stats.lock().unwrap();
-            stats.frames_out += 1;
-            stats.first_output.get_or_insert_with(Instant::now);
+            self.pusher.send(Outgoing::Buffer(buffer))?;
         }
         Ok(gst::FlowSuccess::Ok)
     }
@@ -1533,6 +1584,8 @@ impl TalkingHead {
 
     /// Picks the output format with downstream, sends the caps and sets up the buffer pool.
     fn negotiate(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
+        // What was rendered in the old format goes first.
+        self.pusher.drain()?;
         self.srcpad.check_reconfigure();
         let Some(avatar) = self
             .resources
@@ -1703,6 +1756,7 @@ impl TalkingHead {
         *self.state.lock().unwrap() =
             State::new(Some(avatar.clone()), settings.start_frame, models.is_some());
         self.output.lock().unwrap().max_frames = QUEUED_BATCHES * batch_size;
+        self.pusher.set_limit(QUEUED_BATCHES * batch_size);
         *self.stats.lock().unwrap() = Stats::default();
         let mut engine = Engine {
             avatar,
@@ -1802,6 +1856,7 @@ impl ObjectSubclass for TalkingHead {
             output_changed: Condvar::new(),
             renderer: Mutex::new(Renderer::default()),
             batch: Mutex::new(Batch::default()),
+            pusher: Pusher::new(QUEUED_BATCHES * DEFAULT_BATCH_SIZE as usize),
             stats: Mutex::new(Stats::default()),
             downstream: Mutex::new(Downstream::default()),
         }

@@ -7,6 +7,7 @@ pub mod clock;
 mod costs;
 mod fade;
 mod imp;
+mod push;
 mod resources;
 
 glib::wrapper! {

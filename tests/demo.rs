@@ -4,9 +4,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
-use common::scripts::{Scratch, assert_onsets_in_sync, measure_recording, script};
+use common::scripts::{Scratch, assert_onsets_in_sync, ffprobe, measure_recording, script};
 
 fn wav_seconds(path: &Path) -> f64 {
     let data = std::fs::read(path).unwrap();
@@ -19,24 +18,7 @@ fn wav_seconds(path: &Path) -> f64 {
 
 /// (codec, profile, pixel format, duration in seconds) of each stream.
 fn probe(path: &Path) -> Vec<(String, String, String, f64)> {
-    let output = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name,profile,pix_fmt,duration",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .expect("running ffprobe");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
+    ffprobe(path, "stream=codec_name,profile,pix_fmt,duration")
         .lines()
         .map(|line| {
             let fields: Vec<&str> = line.split(',').collect();

@@ -87,22 +87,24 @@ pub struct Stream {
     pub end: f64,
 }
 
+/// ffprobe's `entries` of `path`, one line per item, fields separated by commas.
+pub fn ffprobe(path: &Path, entries: &str) -> String {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", entries, "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("running ffprobe");
+    assert!(
+        output.status.success(),
+        "ffprobe {path:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// The streams of `path`, read with ffprobe.
 pub fn probe(path: &Path) -> Vec<Stream> {
-    let ffprobe = |entries: &str| {
-        let output = Command::new("ffprobe")
-            .args(["-v", "error", "-show_entries", entries, "-of", "csv=p=0"])
-            .arg(path)
-            .output()
-            .expect("running ffprobe");
-        assert!(
-            output.status.success(),
-            "ffprobe {path:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    };
-    let mut streams: Vec<Stream> = ffprobe("stream=codec_name")
+    let mut streams: Vec<Stream> = ffprobe(path, "stream=codec_name")
         .lines()
         .filter(|line| !line.is_empty())
         .map(|codec| Stream {
@@ -111,7 +113,7 @@ pub fn probe(path: &Path) -> Vec<Stream> {
             end: 0.0,
         })
         .collect();
-    for line in ffprobe("packet=stream_index,pts_time,duration_time").lines() {
+    for line in ffprobe(path, "packet=stream_index,pts_time,duration_time").lines() {
         let fields: Vec<&str> = line.split(',').collect();
         let (Some(index), Some(Ok(pts))) = (
             fields.first().and_then(|i| i.parse::<usize>().ok()),

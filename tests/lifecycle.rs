@@ -5,14 +5,14 @@ mod common;
 use std::time::Duration;
 
 use common::init;
-use common::memory::rss_kib;
+use common::memory::live_rss_kib;
 use gst::prelude::*;
 
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
 }
 
-/// Cycles before memory is measured: allocator arenas and GStreamer's pools settle.
+/// Cycles before memory is measured: caches and GStreamer's pools settle.
 const WARM_UP_CYCLES: u64 = 50;
 /// Growth over the remaining cycles that is allocator noise, not a leak: a leak of one batch of
 /// frames per cycle (8 × 640×360 BGR) would be 800 MiB.
@@ -35,7 +35,7 @@ fn start_stop_cycles_with_audio_flowing() {
 
     for cycle in 0..200 {
         if cycle == WARM_UP_CYCLES {
-            rss_after_warm_up = rss_kib();
+            rss_after_warm_up = live_rss_kib();
         }
         pipeline.set_state(gst::State::Playing).unwrap();
         let (result, _, _) = pipeline.state(gst::ClockTime::from_seconds(10));
@@ -52,7 +52,7 @@ fn start_stop_cycles_with_audio_flowing() {
         after <= before + 2,
         "threads: {before} before, {after} after 200 cycles"
     );
-    let growth = rss_kib() - rss_after_warm_up;
+    let growth = live_rss_kib() - rss_after_warm_up;
     eprintln!(
         "RSS growth over the last {} cycles: {growth} KiB",
         200 - WARM_UP_CYCLES

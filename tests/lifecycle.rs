@@ -49,7 +49,8 @@ fn start_stop_cycles_with_audio_flowing() {
         "threads: {before} before, {after} after 200 cycles"
     );
     // Reported, not asserted: over these cycles RSS moved by −4.9, −2.7 and +11.7 MiB in three
-    // runs, and by +22.5 MiB with malloc's arenas trimmed in a fourth; the cause is not found yet.
+    // runs, and by +22.5 and +33.7 MiB with malloc's arenas trimmed in two more; the cause is not
+    // found yet.
     let growth = live_rss_kib() - rss_after_warm_up;
     eprintln!(
         "memory in use grew by {growth} KiB over the last {} cycles",

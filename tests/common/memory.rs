@@ -1,4 +1,5 @@
-//! The process's memory, from `/proc/self/status` (shared with `examples/soak.rs`).
+//! The process's memory: RSS from `/proc/self/status` (shared with `examples/soak.rs`) and the heap in
+//! use from malloc's counters.
 #![allow(dead_code)] // Each user takes what it needs.
 
 /// Resident memory in KiB.
@@ -11,15 +12,31 @@ pub fn rss_kib() -> i64 {
         .expect("VmRSS in /proc/self/status")
 }
 
-unsafe extern "C" {
-    /// glibc: gives the free memory of every malloc arena back to the system.
-    fn malloc_trim(pad: usize) -> i32;
+/// glibc's `struct mallinfo2`.
+#[repr(C)]
+struct MallInfo2 {
+    arena: usize,
+    ordblks: usize,
+    smblks: usize,
+    hblks: usize,
+    hblkhd: usize,
+    usmblks: usize,
+    fsmblks: usize,
+    uordblks: usize,
+    fordblks: usize,
+    keepcost: usize,
 }
 
-/// Resident memory in KiB once freed memory has gone back to the system: what is still in use,
-/// whatever threads' malloc arenas happened to keep.
-pub fn live_rss_kib() -> i64 {
-    // SAFETY: malloc_trim only releases free memory; it has no preconditions.
-    unsafe { malloc_trim(0) };
-    rss_kib()
+unsafe extern "C" {
+    /// glibc ≥ 2.33: malloc's counters, summed over every arena.
+    fn mallinfo2() -> MallInfo2;
+}
+
+/// Bytes the C and Rust heaps hold in use (`malloc` without `free`), in KiB: what leaks would
+/// grow. RSS is no measure of that: freed memory at the top of a thread's malloc arena stays
+/// resident, and `malloc_trim` gives back only the main arena's top.
+pub fn heap_in_use_kib() -> i64 {
+    // SAFETY: mallinfo2 only reads malloc's counters; it has no preconditions.
+    let info = unsafe { mallinfo2() };
+    ((info.uordblks + info.hblkhd) / 1024) as i64
 }

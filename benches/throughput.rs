@@ -6,9 +6,9 @@
 //! 2. the element end to end (`filesrc ! wavparse ! audioconvert ! audioresample ! talkinghead !
 //!    fakesink sync=false`) on the 1280x720 bench avatar with the architecture-exact models, at its
 //!    defaults and at its best settings; then at its defaults in rounds alternating with sweeps of
-//!    1. over every batch size, for the ratio that decides (the median over the rounds of each
-//!    element run against the best batch's mean of the sweeps either side of it, so that the
-//!    machine's drift cancels);
+//!    ONNX Runtime alone over every batch size, for the ratio that decides (the median over the
+//!    rounds of each element run against the best batch's mean of the sweeps either side of it,
+//!    so that the machine's drift cancels);
 //! 3. a naive baseline: a per-frame loop over the library's modules, batch 1, one session;
 //! 4. peak RSS, heap allocations per frame (Rust only: a counting global allocator; ONNX Runtime's
 //!    C++ and GLib allocate with `malloc` and are not seen), RSS growth over 5,000 frames;

@@ -591,7 +591,7 @@ struct Downstream {
 struct Live {
     clock: gst::Clock,
     base_time: gst::ClockTime,
-    /// The pipeline latency: frames are due at base time + running time + latency.
+    /// Frames are due at base time + running time + latency.
     latency: gst::ClockTime,
     upstream_latency: gst::ClockTime,
     segment: gst::FormattedSegment<gst::ClockTime>,
@@ -1184,8 +1184,11 @@ impl TalkingHead {
         let element = self.obj();
         let clock = element.clock()?;
         let base_time = element.base_time()?;
+        // Frames are due once upstream's latency and ours have passed: the rest of the pipeline
+        // latency belongs to the elements downstream (a sink's processing deadline, say).
+        let ours = upstream_latency + self.added_latency();
         let latency = self.downstream.lock().unwrap().latency;
-        let latency = latency.unwrap_or_else(|| upstream_latency + self.added_latency());
+        let latency = latency.map_or(ours, |latency| latency.min(ours));
         Some(Live {
             clock,
             base_time,
@@ -1357,6 +1360,11 @@ impl TalkingHead {
                 let render = costs.inferred(frames.len() + 1) + DEADLINE_MARGIN;
                 live.instant(deadline.saturating_sub(clock_time(render)))
             });
+            // Live, a batch takes no more frames, queued or not, than can be inferred by the
+            // first one's deadline; the rest start the next batch instead of all going idle.
+            if gather_until.is_some_and(|until| Instant::now() >= until) {
+                break;
+            }
             match self.next_item(false, gather_until) {
                 Next::Item(Item::Frame(frame)) => frames.push(frame),
                 Next::Item(audio) => self.apply_audio(audio),

@@ -155,6 +155,11 @@ impl FrameSynth {
         self.work.slots.len()
     }
 
+    /// Keeps no more decoded templates once `budget` bytes are in use; those kept stay.
+    pub fn set_cache_budget(&mut self, budget: usize) {
+        self.cache.budget = budget;
+    }
+
     /// Bytes of decoded templates kept so far.
     pub fn cached_bytes(&self) -> usize {
         self.cache.used()

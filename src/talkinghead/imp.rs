@@ -44,6 +44,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::clock::FrameClock;
+use super::convert::FrameConverter;
 use super::costs::Costs;
 use super::fade::Fade;
 use super::push::{Outgoing, Pusher};
@@ -481,11 +482,7 @@ impl Engine {
 
 /// The negotiated output: caps, pool and the conversion from the engine's BGR frames.
 struct OutputFormat {
-    /// The frame being converted, as the engine renders it (packed BGR).
-    bgr: gst::Buffer,
-    bgr_info: gst_video::VideoInfo,
-    out_info: gst_video::VideoInfo,
-    converter: gst_video::VideoConverter,
+    converter: FrameConverter,
     pool: gst::BufferPool,
 }
 
@@ -1563,15 +1560,6 @@ impl TalkingHead {
         bgr: &[u8],
         frame: &Frame,
     ) -> Result<gst::Buffer, gst::FlowError> {
-        {
-            let source = format.bgr.get_mut().ok_or(gst::FlowError::Error)?;
-            let mut map = source.map_writable().map_err(|_| gst::FlowError::Error)?;
-            let row = 3 * format.bgr_info.width() as usize;
-            let stride = format.bgr_info.stride()[0] as usize;
-            for (to, from) in map.chunks_mut(stride).zip(bgr.chunks_exact(row)) {
-                to[..row].copy_from_slice(from);
-            }
-        }
         let mut buffer = format.pool.acquire_buffer(None)?;
         {
             let buffer = buffer.get_mut().ok_or(gst::FlowError::Error)?;
@@ -1579,13 +1567,13 @@ impl TalkingHead {
             buffer.set_duration(frame.duration);
             buffer.set_offset(frame.index);
             buffer.set_offset_end(frame.index + 1);
-            let source =
-                gst_video::VideoFrameRef::from_buffer_ref_readable(&format.bgr, &format.bgr_info)
-                    .map_err(|_| gst::FlowError::Error)?;
-            let mut target =
-                gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &format.out_info)
-                    .map_err(|_| gst::FlowError::Error)?;
-            format.converter.frame_ref(&source, &mut target);
+            format
+                .converter
+                .convert(bgr, frame.template, buffer)
+                .map_err(|err| {
+                    gst::element_imp_error!(self, gst::StreamError::Failed, ("{err}"));
+                    gst::FlowError::Error
+                })?;
         }
         Ok(buffer)
     }
@@ -1631,28 +1619,27 @@ impl TalkingHead {
         }
         let pool = self.decide_allocation(&caps, &out_info)?;
 
-        let bgr_info =
-            gst_video::VideoInfo::builder(gst_video::VideoFormat::Bgr, avatar.width, avatar.height)
-                .fps(FPS)
-                .build()
-                .map_err(|_| gst::FlowError::NotNegotiated)?;
-        // Threads split the frame into bands converted the same way: identical output, and
-        // conversion stays a small part of a frame's time.
-        let mut config = gst_video::VideoConverterConfig::new();
-        config.set_threads(std::thread::available_parallelism().map_or(1, |n| n.get()) as u32);
-        let converter = gst_video::VideoConverter::new(&bgr_info, &out_info, Some(config))
-            .map_err(|err| {
-                gst::element_imp_error!(self, gst::CoreError::Negotiation, ("{err}"));
-                gst::FlowError::NotNegotiated
-            })?;
-        let bgr = gst::Buffer::with_size(bgr_info.size()).map_err(|_| gst::FlowError::Error)?;
-        self.renderer.lock().unwrap().format = Some(OutputFormat {
-            bgr,
-            bgr_info,
-            out_info,
-            converter,
-            pool,
-        });
+        // The template cache's memory, split: into YUV, a frame kept converted saves a colour
+        // conversion, about three times what a decoded template saves per byte, so converted
+        // frames get three quarters; packed RGB is converted by a copy or a swizzle, and keeps none.
+        let budget = self.settings.lock().unwrap().template_cache as usize * 1024 * 1024;
+        let converted = if out_info.format_info().is_yuv() {
+            budget / 4 * 3
+        } else {
+            0
+        };
+        let crops = avatar.frames.iter().map(|template| template.crop).collect();
+        let converter =
+            FrameConverter::new((avatar.width, avatar.height), crops, &out_info, converted)
+                .map_err(|err| {
+                    gst::element_imp_error!(self, gst::CoreError::Negotiation, ("{err}"));
+                    gst::FlowError::NotNegotiated
+                })?;
+        let mut renderer = self.renderer.lock().unwrap();
+        if let Some(engine) = renderer.engine.as_mut() {
+            engine.synth.set_cache_budget(budget - converted);
+        }
+        renderer.format = Some(OutputFormat { converter, pool });
         Ok(gst::FlowSuccess::Ok)
     }
 

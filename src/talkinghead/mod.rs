@@ -4,6 +4,7 @@ use gst::glib;
 use gst::prelude::*;
 
 pub mod clock;
+mod convert;
 mod costs;
 mod fade;
 mod imp;

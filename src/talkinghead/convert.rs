@@ -69,9 +69,17 @@ impl FrameConverter {
         let bgr = gst::Buffer::with_size(bgr_info.size()).map_err(|err| err.to_string())?;
         let (width, height) = box_size(frame, &crops);
         let part = if width < frame.0 || height < frame.1 {
-            let bgr_info = packed_bgr_info(width, height, out_info)?;
+            // The box's colours are the whole frame's: its size alone would choose others
+            // (BT.601 below 720 lines, BT.709 from there).
+            let bgr_info = gst_video::VideoInfo::builder(bgr_info.format(), width, height)
+                .fps(bgr_info.fps())
+                .colorimetry(&bgr_info.colorimetry())
+                .build()
+                .map_err(|err| err.to_string())?;
             let out_info = gst_video::VideoInfo::builder(out_info.format(), width, height)
                 .fps(out_info.fps())
+                .colorimetry(&out_info.colorimetry())
+                .chroma_site(out_info.chroma_site())
                 .build()
                 .map_err(|err| err.to_string())?;
             let converter = gst_video::VideoConverter::new(&bgr_info, &out_info, None)
@@ -307,17 +315,7 @@ fn place(crop: CropBox, size: (u32, u32), frame: (u32, u32)) -> Option<Placement
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const FORMATS: [gst_video::VideoFormat; 8] = [
-        gst_video::VideoFormat::I420,
-        gst_video::VideoFormat::Nv12,
-        gst_video::VideoFormat::Bgr,
-        gst_video::VideoFormat::Rgb,
-        gst_video::VideoFormat::Bgrx,
-        gst_video::VideoFormat::Rgbx,
-        gst_video::VideoFormat::Bgra,
-        gst_video::VideoFormat::Rgba,
-    ];
+    use crate::talkinghead::imp::VIDEO_FORMATS;
 
     /// Deterministic noise, so that any misplaced or filtered pixel shows.
     fn noise(len: usize, seed: u64) -> Vec<u8> {
@@ -367,7 +365,8 @@ mod tests {
     #[test]
     fn frames_converted_around_the_crop_box_are_the_frames_converted_whole() {
         gst::init().unwrap();
-        for frame in [(640, 360), (333, 251)] {
+        // 720 lines and more take BT.709 colours by default, fewer BT.601.
+        for frame in [(1280, 720), (640, 360), (333, 251)] {
             let (width, height) = frame;
             let crops = [
                 CropBox {
@@ -401,7 +400,7 @@ mod tests {
                     y1: 131,
                 },
             ];
-            for format in FORMATS {
+            for format in VIDEO_FORMATS {
                 let out_info = gst_video::VideoInfo::builder(format, width, height)
                     .fps(gst::Fraction::new(25, 1))
                     .build()

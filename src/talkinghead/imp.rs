@@ -91,7 +91,7 @@ const FPS: gst::Fraction = gst::Fraction::from_integer(25);
 const QUEUED_BATCHES: usize = 2;
 /// Output formats; the first is the one chosen when downstream accepts anything, and I420 is what
 /// encoders want (RGB into x264enc would give High 4:4:4).
-const VIDEO_FORMATS: [gst_video::VideoFormat; 8] = [
+pub(super) const VIDEO_FORMATS: [gst_video::VideoFormat; 8] = [
     gst_video::VideoFormat::I420,
     gst_video::VideoFormat::Nv12,
     gst_video::VideoFormat::Bgr,

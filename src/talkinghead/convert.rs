@@ -29,8 +29,9 @@ pub struct FrameConverter {
     /// The frame being converted whole, as the engine renders it.
     bgr: gst::Buffer,
     part: Option<Part>,
-    /// Per template, its crop box and a frame on it converted whole.
-    crops: Vec<CropBox>,
+    /// Per template, where its box goes (`None`: converted whole) and a frame on it converted
+    /// whole.
+    placements: Vec<Option<Placement>>,
     kept: Vec<Option<gst::Buffer>>,
     budget: usize,
     used: usize,
@@ -94,6 +95,14 @@ impl FrameConverter {
         } else {
             None
         };
+        // A box the size of the frame is no box: every frame is converted whole.
+        let placements = crops
+            .iter()
+            .map(|&crop| {
+                part.as_ref()
+                    .and_then(|_| place(crop, (width, height), frame))
+            })
+            .collect();
         Ok(Self {
             bgr_info,
             out_info: out_info.clone(),
@@ -101,7 +110,7 @@ impl FrameConverter {
             bgr,
             part,
             kept: vec![None; crops.len()],
-            crops,
+            placements,
             budget,
             used: 0,
             whole_frames: 0,
@@ -116,18 +125,13 @@ impl FrameConverter {
         template: usize,
         target: &mut gst::BufferRef,
     ) -> Result<(), String> {
-        let crop = self.crops[template];
-        let placement = self.part.as_ref().and_then(|part| {
-            let (width, height) = (self.bgr_info.width(), self.bgr_info.height());
-            place(
-                crop,
-                (part.bgr_info.width(), part.bgr_info.height()),
-                (width, height),
-            )
-        });
         let mut target = gst_video::VideoFrameRef::from_buffer_ref_writable(target, &self.out_info)
             .map_err(|_| "cannot map an output buffer".to_string())?;
-        match (placement, &self.kept[template], &mut self.part) {
+        match (
+            self.placements[template],
+            &self.kept[template],
+            &mut self.part,
+        ) {
             (Some(placement), Some(kept), Some(part)) => {
                 let kept = gst_video::VideoFrameRef::from_buffer_ref_readable(kept, &self.out_info)
                     .map_err(|_| "cannot map a kept frame".to_string())?;
@@ -135,9 +139,16 @@ impl FrameConverter {
                 part.convert(bgr, self.bgr_info.width(), placement, &mut target)
             }
             _ => {
-                copy_rows(
+                let (width, height) = (self.bgr_info.width(), self.bgr_info.height());
+                copy_region(
                     bgr,
-                    3 * self.bgr_info.width() as usize,
+                    width,
+                    CropBox {
+                        x0: 0,
+                        y0: 0,
+                        x1: width,
+                        y1: height,
+                    },
                     self.bgr.get_mut().ok_or("the BGR frame is shared")?,
                     self.bgr_info.stride()[0] as usize,
                 );
@@ -159,7 +170,10 @@ impl FrameConverter {
         frame: &gst_video::VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<(), String> {
         let size = self.out_info.size();
-        if self.part.is_none() || self.kept[template].is_some() || self.used + size > self.budget {
+        if self.placements[template].is_none()
+            || self.kept[template].is_some()
+            || self.used + size > self.budget
+        {
             return Ok(());
         }
         let mut kept = gst::Buffer::with_size(size).map_err(|err| err.to_string())?;
@@ -186,16 +200,13 @@ impl Part {
         target: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<(), String> {
         let Placement { converted, copied } = placement;
-        {
-            let source = self.bgr.get_mut().ok_or("the BGR box is shared")?;
-            let mut map = source.map_writable().map_err(|err| err.to_string())?;
-            let stride = self.bgr_info.stride()[0] as usize;
-            let row = 3 * converted.width() as usize;
-            for (y, to) in (converted.y0..converted.y1).zip(map.chunks_mut(stride)) {
-                let from = 3 * (y as usize * width as usize + converted.x0 as usize);
-                to[..row].copy_from_slice(&bgr[from..][..row]);
-            }
-        }
+        copy_region(
+            bgr,
+            width,
+            converted,
+            self.bgr.get_mut().ok_or("the BGR box is shared")?,
+            self.bgr_info.stride()[0] as usize,
+        );
         let source = gst_video::VideoFrameRef::from_buffer_ref_readable(&self.bgr, &self.bgr_info)
             .map_err(|_| "cannot map the BGR box".to_string())?;
         let out = self.out.get_mut().ok_or("the converted box is shared")?;
@@ -256,11 +267,20 @@ fn packed_bgr_info(
         .map_err(|err| err.to_string())
 }
 
-/// Copies packed rows of `row` bytes into `buffer`'s rows of `stride` bytes.
-fn copy_rows(rows: &[u8], row: usize, buffer: &mut gst::BufferRef, stride: usize) {
+/// Copies `region` of `bgr` (packed, `width` pixels a row) into `buffer`'s rows of `stride`
+/// bytes.
+fn copy_region(
+    bgr: &[u8],
+    width: u32,
+    region: CropBox,
+    buffer: &mut gst::BufferRef,
+    stride: usize,
+) {
     let mut map = buffer.map_writable().expect("a writable buffer");
-    for (to, from) in map.chunks_mut(stride).zip(rows.chunks_exact(row)) {
-        to[..row].copy_from_slice(from);
+    let row = 3 * region.width() as usize;
+    for (y, to) in (region.y0..region.y1).zip(map.chunks_mut(stride)) {
+        let from = 3 * (y as usize * width as usize + region.x0 as usize);
+        to[..row].copy_from_slice(&bgr[from..][..row]);
     }
 }
 
@@ -337,9 +357,15 @@ mod tests {
     ) -> Vec<u8> {
         let info = packed_bgr_info(width, height, out_info).unwrap();
         let mut source = gst::Buffer::with_size(info.size()).unwrap();
-        copy_rows(
+        copy_region(
             bgr,
-            3 * width as usize,
+            width,
+            CropBox {
+                x0: 0,
+                y0: 0,
+                x1: width,
+                y1: height,
+            },
             source.get_mut().unwrap(),
             info.stride()[0] as usize,
         );

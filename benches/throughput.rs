@@ -33,7 +33,7 @@ use gsttalkinghead::audio::stream::FeatureStream;
 use gsttalkinghead::avatar::{Avatar, JpegDecoder, Source};
 use gsttalkinghead::compose::{self, BgrImage, Compositor, FaceCrop, INPUT_LEN, OUTPUT_LEN};
 use gsttalkinghead::inference::{self, AudioEncoder, Generator, SessionOptions};
-use gsttalkinghead::synth::{FrameRequest, FrameSynth};
+use gsttalkinghead::synth::{FrameRequest, FrameSynth, Tensors};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
@@ -359,6 +359,8 @@ fn engine_loop(
     let steady_from = (frames / 3).min(100);
     let mut features = FeatureStream::new(batch);
     let mut synth = FrameSynth::new(avatar, batch, cache_budget).unwrap();
+    let mut tensors = Tensors::new(batch);
+    let ones = vec![1.0; batch];
     let (bgr_info, i420_info) = video_infos(avatar);
     let mut config = gst_video::VideoConverterConfig::new();
     config.set_threads(std::thread::available_parallelism().map_or(1, |n| n.get()) as u32);
@@ -414,13 +416,20 @@ fn engine_loop(
             let mark = (Instant::now(), allocations());
             let mut unet = Stage::default();
             synth
-                .render_speech(avatar, &requests, &features, |images, audio, out| {
-                    let mark = (Instant::now(), allocations());
-                    let result = models.generator.run(images, audio, out);
-                    unet.time += mark.0.elapsed();
-                    unet.allocations += allocations() - mark.1;
-                    result.map_err(|e| e.to_string())
-                })
+                .render_speech(
+                    avatar,
+                    &requests,
+                    &ones[..requests.len()],
+                    &features,
+                    &mut tensors,
+                    |images, audio, out| {
+                        let mark = (Instant::now(), allocations());
+                        let result = models.generator.run(images, audio, out);
+                        unet.time += mark.0.elapsed();
+                        unet.allocations += allocations() - mark.1;
+                        result.map_err(|e| e.to_string())
+                    },
+                )
                 .unwrap();
             let (image_time, image_allocations) = (
                 mark.0.elapsed() - unet.time,
@@ -430,7 +439,7 @@ fn engine_loop(
             for slot in 0..requests.len() {
                 convert(
                     &converter,
-                    synth.frame(slot),
+                    synth.frame(0, slot),
                     &mut bgr_buffer,
                     &bgr_info,
                     &mut i420_buffer,

@@ -5,6 +5,11 @@
 //! per-frame image work (decode, crop, pack; unpack, paste) runs on a persistent pool of threads
 //! on both sides of the generator call. Decoded templates and their resized crops are kept in a
 //! [`TemplateCache`] up to a memory budget, so a template shown again is copied, not decoded.
+//!
+//! The two sides can also run apart: [`FrameSynth::prepare`] packs a batch into a [`Tensors`]
+//! set and [`FrameSynth::compose`] pastes the generator's output back, each batch in one of two
+//! banks of slots, so that a caller can prepare and compose other batches while the generator
+//! runs on one.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -100,15 +105,42 @@ type SlotWork<'a> =
 struct Workers {
     pool: WorkerPool,
     workers: Vec<Mutex<Worker>>,
+    /// Two banks of `batch` slots each; bank 1 is only touched (and only takes memory) when
+    /// batches overlap.
     slots: Vec<Mutex<Slot>>,
+    batch: usize,
+}
+
+/// The generator's tensors for one batch: its inputs, images [n, 6, 320, 320] and audio
+/// [n, 32, 16, 16], and its output [n, 3, 320, 320], for up to the batch size `n`.
+pub struct Tensors {
+    pub images: Vec<f32>,
+    pub audio: Vec<f32>,
+    pub output: Vec<f32>,
+}
+
+impl Tensors {
+    pub fn new(batch: usize) -> Self {
+        Tensors {
+            images: vec![0.0; batch * INPUT_LEN],
+            audio: vec![0.0; batch * FRAME_WINDOW_LEN],
+            output: vec![0.0; batch * OUTPUT_LEN],
+        }
+    }
+
+    /// The inputs and the output for the first `n` frames.
+    pub fn split(&mut self, n: usize) -> (&[f32], &[f32], &mut [f32]) {
+        (
+            &self.images[..n * INPUT_LEN],
+            &self.audio[..n * FRAME_WINDOW_LEN],
+            &mut self.output[..n * OUTPUT_LEN],
+        )
+    }
 }
 
 pub struct FrameSynth {
     work: Workers,
     cache: TemplateCache,
-    images: Vec<f32>,
-    audio: Vec<f32>,
-    output: Vec<f32>,
     /// A template frame decoded for cross-fading.
     template: Vec<u8>,
 }
@@ -132,7 +164,8 @@ impl FrameSynth {
                     }))
                 })
                 .collect::<Result<_, String>>()?,
-            slots: (0..batch)
+            // Zeroed memory is only mapped once written: bank 1 costs nothing until used.
+            slots: (0..2 * batch)
                 .map(|_| {
                     Mutex::new(Slot {
                         crop: FaceCrop::new(),
@@ -140,19 +173,17 @@ impl FrameSynth {
                     })
                 })
                 .collect(),
+            batch,
         };
         Ok(Self {
             work,
             cache: TemplateCache::new(avatar, cache_budget),
-            images: vec![0.0; batch * INPUT_LEN],
-            audio: vec![0.0; batch * FRAME_WINDOW_LEN],
-            output: vec![0.0; batch * OUTPUT_LEN],
             template: vec![0; frame_len],
         })
     }
 
     pub fn batch_size(&self) -> usize {
-        self.work.slots.len()
+        self.work.batch
     }
 
     /// Keeps no more decoded templates once `budget` bytes are in use; those kept stay.
@@ -165,9 +196,9 @@ impl FrameSynth {
         self.cache.used()
     }
 
-    /// The frame rendered into batch slot `slot`: packed BGR, `3 × width` bytes a row.
-    pub fn frame(&mut self, slot: usize) -> &[u8] {
-        &self.work.slots[slot]
+    /// The frame rendered into slot `slot` of `bank`: packed BGR, `3 × width` bytes a row.
+    pub fn frame(&mut self, bank: usize, slot: usize) -> &[u8] {
+        &self.work.slots[bank * self.work.batch + slot]
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
             .frame
@@ -183,12 +214,13 @@ impl FrameSynth {
         fault::check(Site::Task, first_file(avatar, requests));
         let cache = &self.cache;
         self.work
-            .for_each_slot(requests, &|worker, slot, request, _| {
+            .for_each_slot(0, requests, &|worker, slot, request, _| {
                 template(worker, slot, cache, avatar, request.template, false)
             })
     }
 
-    /// Renders `requests` (at most the batch size) with one generator call over the batch.
+    /// Renders `requests` (at most the batch size) into bank 0 with one generator call over the
+    /// batch in `tensors`, cross-faded with their templates by `weights` (see [`FrameSynth::compose`]).
     ///
     /// `generator` maps images [n, 6, 320, 320] and audio [n, 32, 16, 16] to [n, 3, 320, 320].
     /// The features must hold every requested frame's window.
@@ -196,34 +228,58 @@ impl FrameSynth {
         &mut self,
         avatar: &Avatar,
         requests: &[FrameRequest],
+        weights: &[f32],
         features: &FeatureStream,
+        tensors: &mut Tensors,
         generator: impl FnOnce(&[f32], &[f32], &mut [f32]) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.prepare(0, avatar, requests, features, tensors)?;
+        let (images, audio, output) = tensors.split(requests.len());
+        generator(images, audio, output)?;
+        Ok(self.compose(0, avatar, requests, weights, tensors)?)
+    }
+
+    /// Puts the templates of `requests` (at most the batch size) into the slots of `bank` and
+    /// packs the generator's inputs for them into `tensors`. The features must hold every
+    /// requested frame's window.
+    pub fn prepare(
+        &mut self,
+        bank: usize,
+        avatar: &Avatar,
+        requests: &[FrameRequest],
+        features: &FeatureStream,
+        tensors: &mut Tensors,
+    ) -> Result<(), String> {
         fault::check(Site::Task, first_file(avatar, requests));
-        let n = requests.len();
-        {
-            let images = Disjoint::new(&mut self.images);
-            let audio = Disjoint::new(&mut self.audio);
-            let cache = &self.cache;
-            self.work
-                .for_each_slot(requests, &|worker, slot, request, k| {
-                    template(worker, slot, cache, avatar, request.template, true)?;
-                    // SAFETY: slot k's tensor chunks are written by slot k's task only.
-                    let (image, audio) =
-                        unsafe { (images.chunk(k, INPUT_LEN), audio.chunk(k, FRAME_WINDOW_LEN)) };
-                    compose::pack_input(&slot.crop, image);
-                    features.write_frame_window(request.frame, audio);
-                    Ok(())
-                })?;
-        }
-        generator(
-            &self.images[..n * INPUT_LEN],
-            &self.audio[..n * FRAME_WINDOW_LEN],
-            &mut self.output[..n * OUTPUT_LEN],
-        )?;
-        let output = &self.output;
+        let images = Disjoint::new(&mut tensors.images);
+        let audio = Disjoint::new(&mut tensors.audio);
+        let cache = &self.cache;
         self.work
-            .for_each_slot(requests, &|worker, slot, request, k| {
+            .for_each_slot(bank, requests, &|worker, slot, request, k| {
+                template(worker, slot, cache, avatar, request.template, true)?;
+                // SAFETY: slot k's tensor chunks are written by slot k's task only.
+                let (image, audio) =
+                    unsafe { (images.chunk(k, INPUT_LEN), audio.chunk(k, FRAME_WINDOW_LEN)) };
+                compose::pack_input(&slot.crop, image);
+                features.write_frame_window(request.frame, audio);
+                Ok(())
+            })
+    }
+
+    /// Pastes the generator's output in `tensors` into the slots of `bank` that
+    /// [`FrameSynth::prepare`] filled for `requests`, then cross-fades each slot `i` back towards
+    /// its template: `weights[i] · rendered + (1 − weights[i]) · template` inside the crop box.
+    pub fn compose(
+        &mut self,
+        bank: usize,
+        avatar: &Avatar,
+        requests: &[FrameRequest],
+        weights: &[f32],
+        tensors: &Tensors,
+    ) -> Result<(), String> {
+        let output = &tensors.output;
+        self.work
+            .for_each_slot(bank, requests, &|worker, slot, request, k| {
                 compose::unpack_output(&output[k * OUTPUT_LEN..][..OUTPUT_LEN], &mut slot.crop);
                 let (width, height) = (avatar.width as usize, avatar.height as usize);
                 let mut frame = BgrImage::new(&mut slot.frame[..], width, height, 3 * width);
@@ -231,13 +287,14 @@ impl FrameSynth {
                 worker.compositor.paste(&slot.crop, &mut frame, crop_box);
                 Ok(())
             })?;
-        Ok(())
+        self.fade_to_template(bank, avatar, requests, weights)
     }
-    /// Cross-fades rendered slots back towards their template: slot `i` becomes
-    /// `weights[i] · rendered + (1 − weights[i]) · template` inside the crop box. Slots with
-    /// weight 1 are left as they are.
-    pub fn fade_to_template(
+
+    /// Cross-fades the slots of `bank` towards their templates by `weights`; slots with weight 1
+    /// are left as they are.
+    fn fade_to_template(
         &mut self,
+        bank: usize,
         avatar: &Avatar,
         requests: &[FrameRequest],
         weights: &[f32],
@@ -249,9 +306,15 @@ impl FrameSynth {
             template: scratch,
             ..
         } = self;
-        let Workers { workers, slots, .. } = work;
+        let Workers {
+            workers,
+            slots,
+            batch,
+            ..
+        } = work;
         let worker = workers[0].get_mut().unwrap_or_else(PoisonError::into_inner);
-        for ((slot, request), &weight) in slots.iter_mut().zip(requests).zip(weights) {
+        let bank = &mut slots[bank * *batch..][..*batch];
+        for ((slot, request), &weight) in bank.iter_mut().zip(requests).zip(weights) {
             if weight >= 1.0 {
                 continue;
             }
@@ -279,13 +342,19 @@ impl FrameSynth {
 }
 
 impl Workers {
-    /// Runs `work` on every requested slot (with its index), the slots split between the pool's
-    /// threads; the first error by slot order is returned.
-    fn for_each_slot(&self, requests: &[FrameRequest], work: &SlotWork<'_>) -> Result<(), String> {
+    /// Runs `work` on every requested slot of `bank` (with its index), the slots split between
+    /// the pool's threads; the first error by slot order is returned.
+    fn for_each_slot(
+        &self,
+        bank: usize,
+        requests: &[FrameRequest],
+        work: &SlotWork<'_>,
+    ) -> Result<(), String> {
         assert!(
-            requests.len() <= self.slots.len(),
+            requests.len() <= self.batch,
             "more frames than the batch holds"
         );
+        let slots = &self.slots[bank * self.batch..][..self.batch];
         let threads = self.workers.len().min(requests.len());
         let first_error: Mutex<Option<(usize, String)>> = Mutex::new(None);
         self.pool.run(threads, &|task| {
@@ -293,7 +362,7 @@ impl Workers {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             for k in (task..requests.len()).step_by(threads) {
-                let mut slot = self.slots[k].lock().unwrap_or_else(PoisonError::into_inner);
+                let mut slot = slots[k].lock().unwrap_or_else(PoisonError::into_inner);
                 if let Err(err) = work(&mut worker, &mut slot, &requests[k], k) {
                     let mut first = first_error.lock().unwrap_or_else(PoisonError::into_inner);
                     if first.as_ref().is_none_or(|(at, _)| k < *at) {

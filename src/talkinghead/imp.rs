@@ -47,13 +47,14 @@ use super::clock::FrameClock;
 use super::convert::FrameConverter;
 use super::costs::Costs;
 use super::fade::Fade;
+use super::infer::InferenceThread;
 use super::push::{Outgoing, Pusher};
 use super::resources::{self, Models, Resources, Wanted};
 use crate::audio::features::samples_needed_for_frame;
 use crate::audio::samples;
 use crate::audio::stream::{FeatureStream, SILENCE_FLOOR_DB};
 use crate::avatar::Avatar;
-use crate::synth::{FrameRequest, FrameSynth};
+use crate::synth::{FrameRequest, FrameSynth, Tensors};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -349,7 +350,7 @@ struct Renderer {
 /// The per-stream rendering machinery, made when the element starts.
 struct Engine {
     avatar: Arc<Avatar>,
-    models: Option<Arc<Mutex<Models>>>,
+    models: Option<Arc<Models>>,
     features: FeatureStream,
     synth: FrameSynth,
     fade: Fade,
@@ -357,6 +358,25 @@ struct Engine {
     samples: Vec<f32>,
     /// What frames cost to render, for live deadlines.
     costs: Costs,
+    /// Generator tensors not in use: at most two sets exist, made when first needed.
+    spare: Option<Tensors>,
+    /// The thread that runs the generator for a batch in flight; started with the first one.
+    generator_thread: Option<InferenceThread>,
+    /// The batch whose generator runs while the task prepares the next one.
+    in_flight: InFlight,
+}
+
+/// A batch handed to the generator thread (when `active`), with the lists it was gathered into;
+/// the lists are swapped with the task's, never reallocated.
+#[derive(Default)]
+struct InFlight {
+    active: bool,
+    bank: usize,
+    frames: Vec<Frame>,
+    requests: Vec<FrameRequest>,
+    weights: Vec<f32>,
+    /// The encoder's and the image work's time so far.
+    stages: Stages,
 }
 
 impl Engine {
@@ -381,38 +401,6 @@ impl Engine {
         non_finite
     }
 
-    /// Measures what inferring a frame costs, on silence over the first template, so that a
-    /// live stream's first batch already knows what it can afford. The first run also makes ONNX
-    /// Runtime set up its memory, so only the second is timed; the result is kept with the models.
-    fn warm_up(&mut self) -> Result<(), String> {
-        let Some(models) = self.models.clone() else {
-            return Ok(());
-        };
-        if let Some(cost) = models.lock().unwrap().frame_cost {
-            self.costs.add_inferred(cost, 1);
-            return Ok(());
-        }
-        let mut features = FeatureStream::new(1);
-        features.push(&vec![0.0; samples_needed_for_frame(0) as usize]);
-        features.finish();
-        std::mem::swap(&mut self.features, &mut features);
-        let request = [FrameRequest {
-            frame: 0,
-            template: 0,
-        }];
-        let result = self.encode().and_then(|()| {
-            self.render(&request, &[1.0])?;
-            let started = Instant::now();
-            self.render(&request, &[1.0])?;
-            Ok(started.elapsed())
-        });
-        std::mem::swap(&mut self.features, &mut features);
-        let cost = result?;
-        models.lock().unwrap().frame_cost = Some(cost);
-        self.costs.add_inferred(cost, 1);
-        Ok(())
-    }
-
     fn push_silence(&mut self, mut samples: u64) {
         const ZEROS: [f32; 1024] = [0.0; 1024];
         while samples > 0 {
@@ -427,9 +415,9 @@ impl Engine {
         let Some(models) = &self.models else {
             return Ok(());
         };
-        let mut models = models.lock().unwrap();
+        let mut encoder = models.encoder.lock().unwrap();
         self.features
-            .encode(|windows, outputs| models.encoder.run(windows, outputs))
+            .encode(|windows, outputs| encoder.run(windows, outputs))
             .map_err(|err| err.to_string())
     }
 
@@ -449,34 +437,97 @@ impl Engine {
         fade
     }
 
-    /// Renders a run of frames into the synthesiser's slots: through the generator, cross-faded
-    /// with the template by `weights`, or the templates alone when `weights` are all 0.
-    /// Returns the time the generator took.
+    /// Renders a run of frames into the synthesiser's slots of bank 0: through the generator,
+    /// cross-faded with the template by `weights`, or the templates alone when `weights` are all
+    /// 0. Returns the time the generator took. No batch may be in flight.
     fn render(&mut self, requests: &[FrameRequest], weights: &[f32]) -> Result<Duration, String> {
+        debug_assert!(!self.in_flight.active, "a batch is in flight");
         let inferred = weights.iter().any(|&weight| weight > 0.0);
         let Some(models) = self.models.as_ref().filter(|_| inferred) else {
             self.synth.render_templates(&self.avatar, requests)?;
             return Ok(Duration::ZERO);
         };
-        let mut models = models.lock().unwrap();
+        let mut generator = models.generator.lock().unwrap();
         let mut generator_time = Duration::ZERO;
-        self.synth.render_speech(
+        let batch = self.synth.batch_size();
+        let mut tensors = self.spare.take().unwrap_or_else(|| Tensors::new(batch));
+        let result = self.synth.render_speech(
             &self.avatar,
             requests,
+            weights,
             &self.features,
+            &mut tensors,
             |images, audio, output| {
                 let started = Instant::now();
-                let result = models
-                    .generator
+                let result = generator
                     .run(images, audio, output)
                     .map_err(|err| err.to_string());
                 generator_time = started.elapsed();
                 result
             },
-        )?;
-        self.synth
-            .fade_to_template(&self.avatar, requests, weights)?;
-        Ok(generator_time)
+        );
+        self.spare = Some(tensors);
+        result.map(|()| generator_time)
+    }
+
+    /// Prepares `requests` (frames all inferred) in the bank the batch in flight does not use,
+    /// and hands them to the generator thread. The batch in flight, if any, stays so until
+    /// [`Engine::land`]. Returns the time the preparation took.
+    fn launch(&mut self, requests: &[FrameRequest], bank: usize) -> Result<Duration, String> {
+        let started = Instant::now();
+        let models = self.models.clone().expect("inferred frames have models");
+        let batch = self.synth.batch_size();
+        let mut tensors = self.spare.take().unwrap_or_else(|| Tensors::new(batch));
+        if let Err(err) =
+            self.synth
+                .prepare(bank, &self.avatar, requests, &self.features, &mut tensors)
+        {
+            self.spare = Some(tensors);
+            return Err(err);
+        }
+        let thread = match self.generator_thread.take() {
+            Some(thread) => thread,
+            None => InferenceThread::new(models)?,
+        };
+        thread.submit(tensors, requests.len());
+        self.generator_thread = Some(thread);
+        Ok(started.elapsed())
+    }
+
+    /// Waits for the batch in flight and composes it into its bank; returns the generator's time
+    /// and the composition's. Without a batch in flight, does nothing.
+    fn land(&mut self) -> Result<(Duration, Duration), String> {
+        if !std::mem::take(&mut self.in_flight.active) {
+            return Ok((Duration::ZERO, Duration::ZERO));
+        }
+        let thread = self
+            .generator_thread
+            .as_ref()
+            .expect("a batch in flight has a generator thread");
+        let done = thread.wait();
+        let started = Instant::now();
+        let InFlight {
+            bank,
+            requests,
+            weights,
+            ..
+        } = &self.in_flight;
+        let result = done.result.and_then(|generator_time| {
+            self.synth
+                .compose(*bank, &self.avatar, requests, weights, &done.tensors)?;
+            Ok((generator_time, started.elapsed()))
+        });
+        self.spare = Some(done.tensors);
+        result
+    }
+
+    /// Drops the batch in flight (after a flush), once the generator is done with it.
+    fn discard_in_flight(&mut self) {
+        if std::mem::take(&mut self.in_flight.active)
+            && let Some(thread) = &self.generator_thread
+        {
+            self.spare = Some(thread.wait().tensors);
+        }
     }
 }
 
@@ -512,8 +563,19 @@ struct Stats {
     first_output: Option<Instant>,
 }
 
-/// Time spent in each stage of rendering.
+/// What rendering a batch did, for the stats.
 #[derive(Default)]
+struct Tally {
+    stages: Stages,
+    inferred: u64,
+    /// Frames rendered idle, `late` of them because inferring them would have made them late.
+    idle: u64,
+    late: u64,
+    inference_time: Duration,
+}
+
+/// Time spent in each stage of rendering.
+#[derive(Clone, Copy, Default)]
 struct Stages {
     /// The audio encoder.
     encoder: Duration,
@@ -523,6 +585,15 @@ struct Stages {
     image: Duration,
     /// Conversion into the negotiated format.
     convert: Duration,
+}
+
+impl Stages {
+    fn add(&mut self, other: &Stages) {
+        self.encoder += other.encoder;
+        self.generator += other.generator;
+        self.image += other.image;
+        self.convert += other.convert;
+    }
 }
 
 impl Stats {
@@ -836,6 +907,10 @@ impl TalkingHead {
                 forwarded
             }
             EventView::FlushStop(_) => {
+                // The task is paused: the batch in flight belongs to the flushed stream.
+                if let Some(engine) = self.renderer.lock().unwrap().engine.as_mut() {
+                    engine.discard_in_flight();
+                }
                 // Once a push in progress has returned.
                 self.pusher.flush_stop();
                 let has_caps = {
@@ -1078,12 +1153,22 @@ impl TalkingHead {
     /// queued among them, sent downstream.
     fn output_loop(&self) {
         let live = self.live();
-        // With nothing queued, a live stream wakes when the next frame falls due.
-        let wake_at = live
-            .as_ref()
-            .and_then(|live| Some(live.instant(self.next_frame_due(live)?)));
+        let in_flight = self.in_flight();
+        // With nothing queued, a batch in flight goes out at once, and a live stream wakes when
+        // the next frame falls due.
+        let wake_at = if in_flight {
+            Some(Instant::now())
+        } else {
+            live.as_ref()
+                .and_then(|live| Some(live.instant(self.next_frame_due(live)?)))
+        };
         let first = match self.next_item(true, wake_at) {
             Next::Item(item) => item,
+            Next::Timeout if in_flight => {
+                let result = self.flush_in_flight();
+                self.handle_flow(result);
+                return;
+            }
             Next::Timeout => {
                 if let Some(live) = &live {
                     self.fill_silence(live);
@@ -1099,20 +1184,26 @@ impl TalkingHead {
             Item::Frame(frame) => self.render_batch(frame, live.as_ref()),
             Item::Event(event) => {
                 let eos = matches!(event.view(), gst::EventView::Eos(_));
-                match self.pusher.send(Outgoing::Event(event)) {
-                    // Nothing follows EOS until a flush restarts the task.
-                    Ok(()) if eos => Err(gst::FlowError::Eos),
-                    Ok(()) => Ok(gst::FlowSuccess::Ok),
-                    Err(err) => Err(err),
-                }
+                self.flush_in_flight().and_then(|_| {
+                    match self.pusher.send(Outgoing::Event(event)) {
+                        // Nothing follows EOS until a flush restarts the task.
+                        Ok(()) if eos => Err(gst::FlowError::Eos),
+                        Ok(()) => Ok(gst::FlowSuccess::Ok),
+                        Err(err) => Err(err),
+                    }
+                })
             }
-            Item::Negotiate => self.negotiate(),
+            Item::Negotiate => self.flush_in_flight().and_then(|_| self.negotiate()),
             item => {
                 self.apply_audio(item);
                 Ok(gst::FlowSuccess::Ok)
             }
         };
+        self.handle_flow(result);
+    }
 
+    /// After a failed step of the task: EOS downstream on an error, and the task paused.
+    fn handle_flow(&self, result: Result<gst::FlowSuccess, gst::FlowError>) {
         if let Err(err) = result {
             // A failed push was reported by the push thread.
             if self.pusher.failed().is_none() && self.stream_stopped(err) {
@@ -1335,6 +1426,7 @@ impl TalkingHead {
         live: Option<&Live>,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         if self.srcpad.check_reconfigure() {
+            self.flush_in_flight()?;
             self.negotiate()?;
         }
         let threshold_db = self.settings.lock().unwrap().silence_threshold_db as f32;
@@ -1390,9 +1482,12 @@ impl TalkingHead {
 
         let started = Instant::now();
         buffers.clear();
-        let (mut inferred_frames, mut idle_frames) = (0, 0);
-        let mut inference_time = Duration::ZERO;
-        let mut stages = Stages::default();
+        let mut tally = Tally::default();
+        // Offline, a batch of speech goes to the generator thread, and the batch before it is
+        // composed and converted while the generator runs.
+        let overlap = live.is_none() && late_by.is_none() && to_infer == frames.len();
+        // An overlapped batch's lists are swapped for those of the batch before it.
+        let (batch_len, last) = (frames.len(), frames.last().map(|frame| frame.index));
         {
             let mut renderer = self.renderer.lock().unwrap();
             let Renderer { engine, format } = &mut *renderer;
@@ -1406,67 +1501,217 @@ impl TalkingHead {
             } else {
                 engine.fade = fade;
             }
-            let encode_started = Instant::now();
-            let rendered = engine.encode().and_then(|()| {
-                stages.encoder += encode_started.elapsed();
-                // Runs of frames through the generator, and of idle frames, each one batch.
-                let mut start = 0;
-                while start < frames.len() {
-                    let inferred = weights[start] > 0.0;
-                    let len = weights[start..]
-                        .iter()
-                        .take_while(|&&weight| (weight > 0.0) == inferred)
-                        .count();
-                    let run = start..start + len;
-                    let run_started = Instant::now();
-                    stages.generator +=
-                        engine.render(&requests[run.clone()], &weights[run.clone()])?;
-                    let convert_started = Instant::now();
-                    for (slot, frame) in frames[run].iter().enumerate() {
-                        buffers.push(self.output_buffer(format, engine.synth.frame(slot), frame));
-                    }
-                    stages.convert += convert_started.elapsed();
-                    let cost = run_started.elapsed();
-                    if inferred {
-                        engine.costs.add_inferred(cost, len);
-                        inference_time += cost;
-                        inferred_frames += len as u64;
-                    } else {
-                        engine.costs.add_idle(cost, len);
-                        idle_frames += len as u64;
-                    }
-                    start += len;
-                }
-                Ok(())
-            });
+            let rendered = if overlap {
+                self.render_overlapped(
+                    engine, format, frames, requests, weights, buffers, &mut tally,
+                )
+            } else {
+                self.land_in_flight(engine, format, buffers, &mut tally)
+                    .and_then(|()| {
+                        self.render_now(
+                            engine, format, frames, requests, weights, buffers, &mut tally,
+                        )
+                    })
+            };
             if let Err(err) = rendered {
                 gst::element_imp_error!(self, gst::StreamError::Failed, ("{err}"));
                 return Err(gst::FlowError::Error);
             }
-            if let Some(last) = frames.last() {
-                engine.features.release_before(last.index as usize + 1);
+            if let Some(last) = last {
+                engine.features.release_before(last as usize + 1);
             }
         }
         if let Some(jitter) = late_by {
             self.post_qos(live, frames, late_frames, jitter);
         }
-        {
-            let mut stats = self.stats.lock().unwrap();
-            let render_time = started.elapsed();
-            stats.render_time += render_time;
-            stats.stages.encoder += stages.encoder;
-            stats.stages.generator += stages.generator;
-            stats.stages.convert += stages.convert;
-            stats.stages.image +=
-                render_time.saturating_sub(stages.encoder + stages.generator + stages.convert);
-            stats.inference_time += inference_time;
-            stats.last_batch = frames.len() as u32;
-            stats.frames_inferred += inferred_frames;
-            stats.frames_late += late_frames as u64;
-            stats.frames_idle += idle_frames - late_frames as u64;
+        tally.late = late_frames as u64;
+        self.count(&tally, started.elapsed(), batch_len);
+        self.push_rendered(buffers)
+    }
+
+    /// Renders a batch right away: runs of frames through the generator, and of idle frames,
+    /// each converted into `buffers`. No batch may be in flight.
+    #[allow(clippy::too_many_arguments)]
+    fn render_now(
+        &self,
+        engine: &mut Engine,
+        format: &mut OutputFormat,
+        frames: &[Frame],
+        requests: &[FrameRequest],
+        weights: &[f32],
+        buffers: &mut Vec<Result<gst::Buffer, gst::FlowError>>,
+        tally: &mut Tally,
+    ) -> Result<(), String> {
+        let encode_started = Instant::now();
+        engine.encode()?;
+        tally.stages.encoder += encode_started.elapsed();
+        let mut start = 0;
+        while start < frames.len() {
+            let inferred = weights[start] > 0.0;
+            let len = weights[start..]
+                .iter()
+                .take_while(|&&weight| (weight > 0.0) == inferred)
+                .count();
+            let run = start..start + len;
+            let run_started = Instant::now();
+            let generator = engine.render(&requests[run.clone()], &weights[run.clone()])?;
+            tally.stages.generator += generator;
+            tally.stages.image += run_started.elapsed().saturating_sub(generator);
+            let convert_started = Instant::now();
+            for (slot, frame) in frames[run].iter().enumerate() {
+                buffers.push(self.output_buffer(format, engine.synth.frame(0, slot), frame));
+            }
+            tally.stages.convert += convert_started.elapsed();
+            let cost = run_started.elapsed();
+            if inferred {
+                engine.costs.add_inferred(cost, len);
+                tally.inference_time += cost;
+                tally.inferred += len as u64;
+            } else {
+                engine.costs.add_idle(cost, len);
+                tally.idle += len as u64;
+            }
+            start += len;
+        }
+        Ok(())
+    }
+
+    /// Hands a batch of speech to the generator thread, then lands the batch in flight before
+    /// it into `buffers` while the generator runs; the new batch is in flight after, its lists
+    /// swapped into the engine's.
+    #[allow(clippy::too_many_arguments)]
+    fn render_overlapped(
+        &self,
+        engine: &mut Engine,
+        format: &mut OutputFormat,
+        frames: &mut Vec<Frame>,
+        requests: &mut Vec<FrameRequest>,
+        weights: &mut Vec<f32>,
+        buffers: &mut Vec<Result<gst::Buffer, gst::FlowError>>,
+        tally: &mut Tally,
+    ) -> Result<(), String> {
+        let bank = if engine.in_flight.active {
+            1 - engine.in_flight.bank
+        } else {
+            0
+        };
+        let encode_started = Instant::now();
+        engine.encode()?;
+        let encoder = encode_started.elapsed();
+        let image = engine.launch(requests, bank)?;
+        let landed = self.land_in_flight(engine, format, buffers, tally);
+        let in_flight = &mut engine.in_flight;
+        std::mem::swap(&mut in_flight.frames, frames);
+        std::mem::swap(&mut in_flight.requests, requests);
+        std::mem::swap(&mut in_flight.weights, weights);
+        in_flight.bank = bank;
+        in_flight.stages = Stages {
+            encoder,
+            image,
+            ..Stages::default()
+        };
+        in_flight.active = true;
+        landed
+    }
+
+    /// Waits for the batch in flight, if any, composes it and converts its frames into
+    /// `buffers`.
+    fn land_in_flight(
+        &self,
+        engine: &mut Engine,
+        format: &mut OutputFormat,
+        buffers: &mut Vec<Result<gst::Buffer, gst::FlowError>>,
+        tally: &mut Tally,
+    ) -> Result<(), String> {
+        if !engine.in_flight.active {
+            return Ok(());
+        }
+        let (generator, compose) = engine.land()?;
+        let convert_started = Instant::now();
+        let Engine {
+            synth, in_flight, ..
+        } = engine;
+        for (slot, frame) in in_flight.frames.iter().enumerate() {
+            buffers.push(self.output_buffer(format, synth.frame(in_flight.bank, slot), frame));
+        }
+        let convert = convert_started.elapsed();
+        let stages = Stages {
+            encoder: in_flight.stages.encoder,
+            generator,
+            image: in_flight.stages.image + compose,
+            convert,
+        };
+        tally.stages.add(&stages);
+        tally.inferred += in_flight.frames.len() as u64;
+        tally.inference_time += stages.encoder + stages.image + stages.generator + stages.convert;
+        Ok(())
+    }
+
+    /// Lands the batch in flight, if any, and pushes its frames: before anything else goes
+    /// downstream, and when no more frames are queued to overlap it with.
+    fn flush_in_flight(&self) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let started = Instant::now();
+        let mut batch = self.batch.lock().unwrap();
+        let buffers = &mut batch.buffers;
+        buffers.clear();
+        let mut tally = Tally::default();
+        let landed = {
+            let mut renderer = self.renderer.lock().unwrap();
+            let Renderer { engine, format } = &mut *renderer;
+            let (Some(engine), Some(format)) = (engine.as_mut(), format.as_mut()) else {
+                return Ok(gst::FlowSuccess::Ok);
+            };
+            if !engine.in_flight.active {
+                return Ok(gst::FlowSuccess::Ok);
+            }
+            let frames = engine.in_flight.frames.len();
+            self.land_in_flight(engine, format, buffers, &mut tally)
+                .map(|()| frames)
+        };
+        match landed {
+            Ok(frames) => {
+                self.count(&tally, started.elapsed(), frames);
+                self.push_rendered(buffers)
+            }
+            Err(err) => {
+                gst::element_imp_error!(self, gst::StreamError::Failed, ("{err}"));
+                Err(gst::FlowError::Error)
+            }
+        }
+    }
+
+    /// Whether a batch is in flight.
+    fn in_flight(&self) -> bool {
+        self.renderer
+            .lock()
+            .unwrap()
+            .engine
+            .as_ref()
+            .is_some_and(|engine| engine.in_flight.active)
+    }
+
+    /// Adds what rendering a batch of `frames` frames took to the stats.
+    fn count(&self, tally: &Tally, render_time: Duration, frames: usize) {
+        let mut stats = self.stats.lock().unwrap();
+        stats.render_time += render_time;
+        stats.stages.add(&tally.stages);
+        stats.inference_time += tally.inference_time;
+        stats.last_batch = frames as u32;
+        stats.frames_inferred += tally.inferred;
+        stats.frames_late += tally.late;
+        stats.frames_idle += tally.idle - tally.late;
+    }
+
+    /// Sends rendered buffers to the push thread, in order; the first after a start or a flush
+    /// is marked DISCONT. Draining drops the buffers left if sending fails.
+    fn push_rendered(
+        &self,
+        buffers: &mut Vec<Result<gst::Buffer, gst::FlowError>>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if buffers.is_empty() {
+            return Ok(gst::FlowSuccess::Ok);
         }
         let discont = std::mem::take(&mut self.output.lock().unwrap().discont);
-        // Draining drops the buffers left if sending fails.
         for (n, buffer) in buffers.drain(..).enumerate() {
             let mut buffer = buffer?;
             if n == 0 && discont {
@@ -1726,6 +1971,13 @@ impl TalkingHead {
             *loaded = None;
             let resources = resources::load(&wanted)
                 .map_err(|err| gst::error_msg!(gst::ResourceError::OpenRead, ("{err}")))?;
+            if let Some(models) = &resources.models {
+                let batch = self.settings.lock().unwrap().batch_size as usize;
+                let cost = warm_up(&resources.avatar, models, batch).map_err(|err| {
+                    gst::error_msg!(gst::LibraryError::Init, ("Warming up: {err}"))
+                })?;
+                *models.frame_cost.lock().unwrap() = Some(cost);
+            }
             for note in &resources.notes {
                 gst::info!(CAT, imp = self, "{note}");
             }
@@ -1761,10 +2013,17 @@ impl TalkingHead {
             fade: Fade::new(settings.blend_frames),
             samples: Vec::new(),
             costs: Costs::default(),
+            spare: None,
+            generator_thread: None,
+            in_flight: InFlight::default(),
         };
-        engine
-            .warm_up()
-            .map_err(|err| gst::error_msg!(gst::LibraryError::Init, ("Warming up: {err}")))?;
+        let frame_cost = engine
+            .models
+            .as_ref()
+            .and_then(|models| *models.frame_cost.lock().unwrap());
+        if let Some(cost) = frame_cost {
+            engine.costs.add_inferred(cost, 1);
+        }
         gst::debug!(
             CAT,
             imp = self,
@@ -1775,6 +2034,50 @@ impl TalkingHead {
         *self.downstream.lock().unwrap() = Downstream::default();
         Ok(())
     }
+}
+
+/// Runs freshly loaded models on silence over the first template: a frame alone twice, timing
+/// the second (what inferring a frame costs, so that a live stream's first batch already knows
+/// what it can afford), then a whole batch, so that ONNX Runtime has set up its memory for full
+/// batches before the first stream starts rather than in its first batch.
+fn warm_up(avatar: &Avatar, models: &Models, batch: usize) -> Result<Duration, String> {
+    let batch = batch.max(1);
+    let mut synth = FrameSynth::new(avatar, batch, 0)?;
+    let mut tensors = Tensors::new(batch);
+    let mut features = FeatureStream::new(batch);
+    features.push(&vec![0.0; samples_needed_for_frame(batch - 1) as usize]);
+    features.finish();
+    let mut encoder = models.encoder.lock().unwrap();
+    features
+        .encode(|windows, outputs| encoder.run(windows, outputs))
+        .map_err(|err| err.to_string())?;
+    let mut generator = models.generator.lock().unwrap();
+    let requests: Vec<_> = (0..batch)
+        .map(|frame| FrameRequest { frame, template: 0 })
+        .collect();
+    let weights = vec![1.0; batch];
+    let mut run = |frames: usize| {
+        synth.render_speech(
+            avatar,
+            &requests[..frames],
+            &weights[..frames],
+            &features,
+            &mut tensors,
+            |images, audio, output| {
+                generator
+                    .run(images, audio, output)
+                    .map_err(|err| err.to_string())
+            },
+        )
+    };
+    run(1)?;
+    let started = Instant::now();
+    run(1)?;
+    let cost = started.elapsed();
+    if batch > 1 {
+        run(batch)?;
+    }
+    Ok(cost)
 }
 
 fn avatar_caps(avatar: &Avatar) -> gst::Caps {

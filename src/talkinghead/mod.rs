@@ -8,6 +8,7 @@ mod convert;
 mod costs;
 mod fade;
 mod imp;
+mod infer;
 mod push;
 mod resources;
 

@@ -22,18 +22,29 @@ pub struct Wanted {
     pub inference_threads: u32,
 }
 
+/// Each model behind its own lock: the encoder runs for one batch while the generator runs for
+/// the one before it.
 pub struct Models {
-    pub encoder: AudioEncoder,
-    pub generator: Generator,
+    pub encoder: Mutex<AudioEncoder>,
+    pub generator: Mutex<Generator>,
     /// What inferring one frame took when the element first warmed the models up.
-    pub frame_cost: Option<std::time::Duration>,
+    pub frame_cost: Mutex<Option<std::time::Duration>>,
+}
+
+impl Models {
+    /// Makes the locks usable again after a panic while one was held.
+    pub fn clear_poison(&self) {
+        self.encoder.clear_poison();
+        self.generator.clear_poison();
+        self.frame_cost.clear_poison();
+    }
 }
 
 pub struct Resources {
     pub wanted: Wanted,
     pub avatar: Arc<Avatar>,
     /// `None`: no models, the element shows the avatar's templates.
-    pub models: Option<Arc<Mutex<Models>>>,
+    pub models: Option<Arc<Models>>,
     /// What was loaded from where, for the log.
     pub notes: Vec<String>,
 }
@@ -91,13 +102,15 @@ pub fn load(wanted: &Wanted) -> Result<Resources, String> {
                 "models {} and {}{}",
                 encoder.describe(),
                 generator.describe(),
-                if models.encoder.fixed_batch() || models.generator.fixed_batch() {
+                if models.encoder.lock().unwrap().fixed_batch()
+                    || models.generator.lock().unwrap().fixed_batch()
+                {
                     " (batch fixed to 1 in the model: frames run one at a time)"
                 } else {
                     ""
                 }
             ));
-            Some(Arc::new(Mutex::new(models)))
+            Some(Arc::new(models))
         }
         (Some(encoder), None) => {
             return Err(format!(
@@ -159,8 +172,8 @@ fn load_models(
     let encoder = AudioEncoder::load(encoder.source(&encoder_name), env, &options);
     let generator = Generator::load(generator.source(&generator_name), env, &options);
     Ok(Models {
-        frame_cost: None,
-        encoder: encoder.map_err(fail)?,
-        generator: generator.map_err(fail)?,
+        frame_cost: Mutex::new(None),
+        encoder: Mutex::new(encoder.map_err(fail)?),
+        generator: Mutex::new(generator.map_err(fail)?),
     })
 }

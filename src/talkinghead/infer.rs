@@ -1,0 +1,95 @@
+//! The thread that runs the generator for a batch while the source pad task prepares the next
+//! batch and composes the one before.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::resources::Models;
+use crate::fault;
+use crate::synth::Tensors;
+
+struct Job {
+    tensors: Tensors,
+    frames: usize,
+}
+
+/// A batch the generator has run: its tensors, and the time the run took or why it failed.
+pub struct Done {
+    pub tensors: Tensors,
+    pub result: Result<Duration, String>,
+}
+
+pub struct InferenceThread {
+    jobs: Option<Sender<Job>>,
+    done: Receiver<Done>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl InferenceThread {
+    pub fn new(models: Arc<Models>) -> Result<Self, String> {
+        let (jobs, job_queue) = mpsc::channel::<Job>();
+        let (done_queue, done) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("talkinghead-generator".into())
+            .spawn(move || {
+                for Job {
+                    mut tensors,
+                    frames,
+                } in job_queue
+                {
+                    let started = Instant::now();
+                    let (images, audio, output) = tensors.split(frames);
+                    let run = panic::catch_unwind(AssertUnwindSafe(|| {
+                        models
+                            .generator
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .run(images, audio, output)
+                    }));
+                    let result = match run {
+                        Ok(Ok(())) => Ok(started.elapsed()),
+                        Ok(Err(err)) => Err(err.to_string()),
+                        Err(panic) => Err(format!(
+                            "the generator failed: {}",
+                            fault::panic_message(&*panic)
+                        )),
+                    };
+                    if done_queue.send(Done { tensors, result }).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|err| format!("Cannot start the generator thread: {err}"))?;
+        Ok(InferenceThread {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+        })
+    }
+
+    /// Starts the generator on the first `frames` frames of `tensors`.
+    pub fn submit(&self, tensors: Tensors, frames: usize) {
+        let jobs = self.jobs.as_ref().expect("the thread runs until dropped");
+        // The thread only stops once `jobs` is dropped.
+        let _ = jobs.send(Job { tensors, frames });
+    }
+
+    /// Waits for the oldest batch submitted and not yet taken.
+    pub fn wait(&self) -> Done {
+        self.done
+            .recv()
+            .expect("the generator thread answers every job")
+    }
+}
+
+impl Drop for InferenceThread {
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -220,7 +220,8 @@ impl FrameSynth {
     }
 
     /// Renders `requests` (at most the batch size) into bank 0 with one generator call over the
-    /// batch in `tensors`, cross-faded with their templates by `weights` (see [`FrameSynth::compose`]).
+    /// batch in `tensors`, cross-faded with their templates by `weights` (see
+    /// [`FrameSynth::compose`]).
     ///
     /// `generator` maps images [n, 6, 320, 320] and audio [n, 32, 16, 16] to [n, 3, 320, 320].
     /// The features must hold every requested frame's window.

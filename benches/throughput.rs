@@ -407,6 +407,7 @@ fn engine_loop(
             requests.push(FrameRequest {
                 frame: next,
                 template: avatar.template_index(next as u64, 0),
+                whole: true,
             });
             next += 1;
             let last = chunk.is_none() && next == started_frames;

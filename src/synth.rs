@@ -5,6 +5,9 @@
 //! per-frame image work (decode, crop, pack; unpack, paste) runs on a persistent pool of threads
 //! on both sides of the generator call. Decoded templates and their resized crops are kept in a
 //! [`TemplateCache`] up to a memory budget, so a template shown again is copied, not decoded.
+//! Where the caller reads only a region around the face of a frame (see
+//! [`FrameSynth::set_regions`]), only that region of a template is kept, and a frame on a kept
+//! template gets only that region.
 //!
 //! The two sides can also run apart: [`FrameSynth::prepare`] packs a batch into a [`Tensors`]
 //! set and [`FrameSynth::compose`] pastes the generator's output back, each batch in one of two
@@ -16,7 +19,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::audio::features::FRAME_WINDOW_LEN;
 use crate::audio::stream::FeatureStream;
-use crate::avatar::{Avatar, JpegDecoder};
+use crate::avatar::{Avatar, CropBox, JpegDecoder};
 use crate::compose::{self, BgrImage, Compositor, FaceCrop, INPUT_LEN, OUTPUT_LEN};
 use crate::fault::{self, Site};
 use crate::pool::{Disjoint, WorkerPool};
@@ -26,6 +29,9 @@ use crate::pool::{Disjoint, WorkerPool};
 pub struct FrameRequest {
     pub frame: usize,
     pub template: usize,
+    /// Whether every pixel of the frame is read; otherwise only the template's region (see
+    /// [`FrameSynth::set_regions`]) holds the frame, and the rest is left as it was.
+    pub whole: bool,
 }
 
 /// The scratch state of one thread of image work.
@@ -41,15 +47,20 @@ struct Slot {
     frame: Vec<u8>,
 }
 
-/// A decoded template and its crop resized to 328x328.
+/// A decoded template's region, and its crop resized to 328x328.
 struct Decoded {
-    frame: Box<[u8]>,
+    region: CropBox,
+    /// The region's pixels, packed BGR rows of `3 × region width` bytes.
+    pixels: Box<[u8]>,
     crop: FaceCrop,
 }
 
 /// Decoded templates, each kept once it has been decoded while the budget allows.
 pub struct TemplateCache {
     entries: Vec<OnceLock<Decoded>>,
+    /// Per template, the region kept; `None`: the whole frame.
+    regions: Vec<Option<CropBox>>,
+    frame: CropBox,
     budget: usize,
     used: AtomicUsize,
 }
@@ -59,14 +70,16 @@ impl TemplateCache {
     pub fn new(avatar: &Avatar, budget: usize) -> Self {
         TemplateCache {
             entries: (0..avatar.frames.len()).map(|_| OnceLock::new()).collect(),
+            regions: vec![None; avatar.frames.len()],
+            frame: CropBox {
+                x0: 0,
+                y0: 0,
+                x1: avatar.width,
+                y1: avatar.height,
+            },
             budget,
             used: AtomicUsize::new(0),
         }
-    }
-
-    /// Bytes one cached template takes for `avatar`.
-    pub fn entry_size(avatar: &Avatar) -> usize {
-        3 * avatar.width as usize * avatar.height as usize + compose::CROP_SIZE.pow(2) * 3
     }
 
     /// Bytes in use.
@@ -74,9 +87,11 @@ impl TemplateCache {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// Keeps a copy of `slot` as template `template`, if the budget has room.
+    /// Keeps template `template`'s region of `slot`, and its crop, if the budget has room.
     fn keep(&self, template: usize, slot: &Slot) {
-        let size = slot.frame.len() + compose::CROP_SIZE.pow(2) * 3;
+        let region = self.regions[template].unwrap_or(self.frame);
+        let row = 3 * region.width() as usize;
+        let size = row * region.height() as usize + compose::CROP_SIZE.pow(2) * 3;
         let reserved = self
             .used
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
@@ -86,8 +101,14 @@ impl TemplateCache {
         if !reserved {
             return;
         }
+        let stride = 3 * self.frame.width() as usize;
+        let mut pixels = Vec::with_capacity(size);
+        for y in region.y0 as usize..region.y1 as usize {
+            pixels.extend_from_slice(&slot.frame[y * stride + 3 * region.x0 as usize..][..row]);
+        }
         let decoded = Decoded {
-            frame: slot.frame.clone().into_boxed_slice(),
+            region,
+            pixels: pixels.into_boxed_slice(),
             crop: slot.crop.clone(),
         };
         if self.entries[template].set(decoded).is_err() {
@@ -196,6 +217,23 @@ impl FrameSynth {
         self.cache.used()
     }
 
+    /// Sets, per template, the region around the face that requests not `whole` read (`None`:
+    /// the whole frame); templates kept from now on keep only that region. A region must hold
+    /// the template's crop box, or the whole frame is kept.
+    pub fn set_regions(&mut self, avatar: &Avatar, regions: Vec<Option<CropBox>>) {
+        assert_eq!(regions.len(), avatar.frames.len(), "a region per template");
+        self.cache.regions = regions
+            .into_iter()
+            .zip(&avatar.frames)
+            .map(|(region, template)| {
+                let crop = template.crop;
+                region.filter(|r| {
+                    r.x0 <= crop.x0 && r.y0 <= crop.y0 && r.x1 >= crop.x1 && r.y1 >= crop.y1
+                })
+            })
+            .collect();
+    }
+
     /// The frame rendered into slot `slot` of `bank`: packed BGR, `3 × width` bytes a row.
     pub fn frame(&mut self, bank: usize, slot: usize) -> &[u8] {
         &self.work.slots[bank * self.work.batch + slot]
@@ -215,7 +253,7 @@ impl FrameSynth {
         let cache = &self.cache;
         self.work
             .for_each_slot(0, requests, &|worker, slot, request, _| {
-                template(worker, slot, cache, avatar, request.template, false)
+                template(worker, slot, cache, avatar, request, false)
             })
     }
 
@@ -257,7 +295,7 @@ impl FrameSynth {
         let cache = &self.cache;
         self.work
             .for_each_slot(bank, requests, &|worker, slot, request, k| {
-                template(worker, slot, cache, avatar, request.template, true)?;
+                template(worker, slot, cache, avatar, request, true)?;
                 // SAFETY: slot k's tensor chunks are written by slot k's task only.
                 let (image, audio) =
                     unsafe { (images.chunk(k, INPUT_LEN), audio.chunk(k, FRAME_WINDOW_LEN)) };
@@ -322,7 +360,10 @@ impl FrameSynth {
             let slot = slot.get_mut().unwrap_or_else(PoisonError::into_inner);
             let template = &avatar.frames[request.template];
             let pixels: &[u8] = match cache.entries[request.template].get() {
-                Some(decoded) => &decoded.frame,
+                Some(decoded) => {
+                    paste_region(decoded, scratch, stride);
+                    scratch
+                }
                 None => {
                     worker
                         .decoder
@@ -382,41 +423,59 @@ impl Workers {
     }
 }
 
-/// Puts template `index` into `slot`: from the cache, or decoded (and its crop resized when
-/// `with_crop`) and kept in the cache if it has room.
+/// Puts the template of `request` into `slot` (its region only, when the request is not whole
+/// and the cache has it): from the cache, or decoded, its crop resized, and kept in the cache if
+/// it has room. The crop goes into the slot as well when `with_crop`.
 fn template(
     worker: &mut Worker,
     slot: &mut Slot,
     cache: &TemplateCache,
     avatar: &Avatar,
-    index: usize,
+    request: &FrameRequest,
     with_crop: bool,
 ) -> Result<(), String> {
-    fault::check(Site::Synth, &avatar.frames[index].file);
-    if let Some(decoded) = cache.entries[index].get() {
-        slot.frame.copy_from_slice(&decoded.frame);
+    let index = request.template;
+    let template = &avatar.frames[index];
+    fault::check(Site::Synth, &template.file);
+    let (width, height) = (avatar.width as usize, avatar.height as usize);
+    let kept = cache.entries[index].get();
+    if let Some(decoded) = kept
+        && (!request.whole || decoded.region == cache.frame)
+    {
+        paste_region(decoded, &mut slot.frame, 3 * width);
         if with_crop {
             slot.crop.copy_from(&decoded.crop);
         }
         return Ok(());
     }
-    let template = &avatar.frames[index];
     worker
         .decoder
         .decode_bgr(
             &template.jpeg,
             &mut slot.frame,
             (avatar.width, avatar.height),
-            3 * avatar.width as usize,
+            3 * width,
         )
         .map_err(|err| format!("{}: {err}", template.file))?;
-    let (width, height) = (avatar.width as usize, avatar.height as usize);
+    if let Some(decoded) = kept {
+        slot.crop.copy_from(&decoded.crop);
+        return Ok(());
+    }
     let frame = BgrImage::new(&slot.frame[..], width, height, 3 * width);
     worker
         .compositor
         .crop(&frame, template.crop, &mut slot.crop);
     cache.keep(index, slot);
     Ok(())
+}
+
+/// Copies a kept region back into its place in `frame` (rows of `stride` bytes).
+fn paste_region(decoded: &Decoded, frame: &mut [u8], stride: usize) {
+    let region = decoded.region;
+    let row = 3 * region.width() as usize;
+    for (y, pixels) in (region.y0 as usize..region.y1 as usize).zip(decoded.pixels.chunks(row)) {
+        frame[y * stride + 3 * region.x0 as usize..][..row].copy_from_slice(pixels);
+    }
 }
 
 /// The template file of a batch's first frame, to name the batch.

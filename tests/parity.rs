@@ -1,6 +1,8 @@
 //! The element against our SyncTalk_2D reference (`tools/reference.py`: librosa, OpenCV and ONNX
 //! Runtime, written from the spec) on the demo avatar and clip, with the test models from
-//! `tools/make_test_models.py`; and real tensor batches giving the same frames as single frames.
+//! `tools/make_test_models.py`; real tensor batches giving the same frames as single frames; and
+//! the fast paths for templates shown again (templates kept as their face region, frames kept
+//! converted and converted again only around the face) giving the frames made without them.
 
 mod common;
 
@@ -184,5 +186,54 @@ fn batch_sizes_give_identical_frames() {
         for (n, (a, b)) in single.frames.iter().zip(&batched.frames).enumerate() {
             assert!(a == b, "frame {n} differs between batch 1 and {batch_size}");
         }
+    }
+}
+
+/// Every output buffer of the element at its defaults (demo avatar and models, speech with its
+/// silences, so idle frames and fades as well), in I420, with `template-cache` MiB of templates.
+fn i420_buffers(template_cache: u32) -> Vec<Vec<u8>> {
+    use std::sync::{Arc, Mutex};
+
+    common::init();
+    let clip = root().join("models/demo/speech.wav");
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! wavparse ! audioconvert ! audioresample ! \
+         talkinghead template-cache={template_cache} ! video/x-raw,format=I420 ! \
+         appsink name=sink sync=false",
+        clip.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let buffers = Arc::new(Mutex::new(Vec::new()));
+    let store = buffers.clone();
+    pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap()
+        .set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let map = sample.buffer().unwrap().map_readable().unwrap();
+                    store.lock().unwrap().push(map.to_vec());
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    common::run_to_end(&pipeline).unwrap();
+    std::mem::take(&mut *buffers.lock().unwrap())
+}
+
+#[test]
+fn templates_and_frames_kept_give_the_frames_made_whole() {
+    // Nothing kept: every template decoded and every frame converted whole.
+    let whole = i420_buffers(0);
+    let kept = i420_buffers(128);
+    assert_eq!(whole.len(), 250);
+    assert_eq!(kept.len(), whole.len());
+    for (n, (a, b)) in whole.iter().zip(&kept).enumerate() {
+        assert!(a == b, "frame {n} differs with templates kept");
     }
 }

@@ -117,8 +117,24 @@ impl FrameConverter {
         })
     }
 
+    /// Per template, the part of a frame that [`FrameConverter::convert`] reads once a frame on
+    /// it is kept converted; `None` where it always reads the whole frame.
+    pub fn regions(&self) -> Vec<Option<CropBox>> {
+        self.placements
+            .iter()
+            .map(|placement| placement.map(|placement| placement.converted))
+            .collect()
+    }
+
+    /// Whether the next frame on `template` is converted whole (every pixel read), not only its
+    /// region.
+    pub fn converts_whole(&self, template: usize) -> bool {
+        self.placements[template].is_none() || self.kept[template].is_none()
+    }
+
     /// Converts `bgr` (packed, `3 × width` bytes a row), a frame on template `template` that
-    /// differs from the template only inside its crop box, into `target`.
+    /// differs from the template only inside its crop box, into `target`. Where a frame on the
+    /// template is kept, only the template's region of `bgr` is read.
     pub fn convert(
         &mut self,
         bgr: &[u8],

@@ -7,7 +7,9 @@
 //!
 //! The streaming thread only counts audio and queues it, with the frames it completes, for a task
 //! on the source pad. The task computes the audio features, renders frames in batches (template,
-//! generator, paste, conversion into pooled buffers) and pushes them in order. Frame `n` carries
+//! generator, paste, conversion into pooled buffers) and pushes them in order. Offline, the
+//! generator runs on its own thread for one batch while the task composes and converts the batch
+//! before it and prepares the next. Frame `n` carries
 //! the timestamp `origin + n × frame duration`, where `origin` is the timestamp of the stream's
 //! first audio; a stream of `d` seconds makes exactly `ceil(d × 25)` frames. With models, frame
 //! `n` is complete once the audio its feature window reads (about 0.45 s past its start) is in;
@@ -475,22 +477,25 @@ impl Engine {
     /// [`Engine::land`]. Returns the time the preparation took.
     fn launch(&mut self, requests: &[FrameRequest], bank: usize) -> Result<Duration, String> {
         let started = Instant::now();
-        let models = self.models.clone().expect("inferred frames have models");
+        let thread = match &mut self.generator_thread {
+            Some(thread) => thread,
+            empty => {
+                let models = self.models.clone().expect("inferred frames have models");
+                empty.insert(InferenceThread::new(models)?)
+            }
+        };
         let batch = self.synth.batch_size();
         let mut tensors = self.spare.take().unwrap_or_else(|| Tensors::new(batch));
-        if let Err(err) =
-            self.synth
-                .prepare(bank, &self.avatar, requests, &self.features, &mut tensors)
+        match self
+            .synth
+            .prepare(bank, &self.avatar, requests, &self.features, &mut tensors)
         {
-            self.spare = Some(tensors);
-            return Err(err);
+            Ok(()) => thread.submit(tensors, requests.len()),
+            Err(err) => {
+                self.spare = Some(tensors);
+                return Err(err);
+            }
         }
-        let thread = match self.generator_thread.take() {
-            Some(thread) => thread,
-            None => InferenceThread::new(models)?,
-        };
-        thread.submit(tensors, requests.len());
-        self.generator_thread = Some(thread);
         Ok(started.elapsed())
     }
 
@@ -1465,6 +1470,7 @@ impl TalkingHead {
         requests.extend(frames.iter().map(|frame| FrameRequest {
             frame: frame.index as usize,
             template: frame.template,
+            whole: true,
         }));
 
         // Which frames have speech to infer, and whether inferring them would be late.
@@ -1500,6 +1506,11 @@ impl TalkingHead {
                 engine.fade.cut();
             } else {
                 engine.fade = fade;
+            }
+            // A frame on a template kept converted needs only the template's region: the batch
+            // in flight, converted before this one, can only add to what is kept.
+            for request in requests.iter_mut() {
+                request.whole = format.converter.converts_whole(request.template);
             }
             let rendered = if overlap {
                 self.render_overlapped(
@@ -1883,6 +1894,21 @@ impl TalkingHead {
         let mut renderer = self.renderer.lock().unwrap();
         if let Some(engine) = renderer.engine.as_mut() {
             engine.synth.set_cache_budget(budget - converted);
+            // Without frames kept converted, every frame is converted whole.
+            let regions = match converted {
+                0 => vec![None; avatar.frames.len()],
+                _ => converter.regions(),
+            };
+            if let Some(Some(region)) = regions.first() {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "Templates kept as the {}x{} box around the face",
+                    region.width(),
+                    region.height()
+                );
+            }
+            engine.synth.set_regions(&avatar, regions);
         }
         renderer.format = Some(OutputFormat { converter, pool });
         Ok(gst::FlowSuccess::Ok)
@@ -2053,7 +2079,11 @@ fn warm_up(avatar: &Avatar, models: &Models, batch: usize) -> Result<Duration, S
         .map_err(|err| err.to_string())?;
     let mut generator = models.generator.lock().unwrap();
     let requests: Vec<_> = (0..batch)
-        .map(|frame| FrameRequest { frame, template: 0 })
+        .map(|frame| FrameRequest {
+            frame,
+            template: 0,
+            whole: true,
+        })
         .collect();
     let weights = vec![1.0; batch];
     let mut run = |frames: usize| {

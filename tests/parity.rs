@@ -192,8 +192,6 @@ fn batch_sizes_give_identical_frames() {
 /// Every output buffer of the element at its defaults (demo avatar and models, speech with its
 /// silences, so idle frames and fades as well), in I420, with `template-cache` MiB of templates.
 fn i420_buffers(template_cache: u32) -> Vec<Vec<u8>> {
-    use std::sync::{Arc, Mutex};
-
     common::init();
     let clip = root().join("models/demo/speech.wav");
     let pipeline = gst::parse::launch(&format!(
@@ -205,25 +203,19 @@ fn i420_buffers(template_cache: u32) -> Vec<Vec<u8>> {
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
-    let buffers = Arc::new(Mutex::new(Vec::new()));
-    let store = buffers.clone();
-    pipeline
+    let sink = pipeline
         .by_name("sink")
         .unwrap()
         .downcast::<gst_app::AppSink>()
-        .unwrap()
-        .set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let map = sample.buffer().unwrap().map_readable().unwrap();
-                    store.lock().unwrap().push(map.to_vec());
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-    common::run_to_end(&pipeline).unwrap();
-    std::mem::take(&mut *buffers.lock().unwrap())
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut buffers = Vec::new();
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(60)) {
+        buffers.push(sample.buffer().unwrap().map_readable().unwrap().to_vec());
+    }
+    assert!(sink.is_eos(), "the stream ends with EOS");
+    pipeline.set_state(gst::State::Null).unwrap();
+    buffers
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! batch and composes the one before.
 
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 use super::resources::Models;
 use crate::fault;
 use crate::synth::Tensors;
+
+/// Batches submitted and not yet taken back, at most.
+const IN_FLIGHT: usize = 2;
 
 struct Job {
     tensors: Tensors,
@@ -23,15 +26,17 @@ pub struct Done {
 }
 
 pub struct InferenceThread {
-    jobs: Option<Sender<Job>>,
+    jobs: Option<SyncSender<Job>>,
     done: Receiver<Done>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl InferenceThread {
     pub fn new(models: Arc<Models>) -> Result<Self, String> {
-        let (jobs, job_queue) = mpsc::channel::<Job>();
-        let (done_queue, done) = mpsc::channel();
+        // Bounded queues are preallocated: nothing is allocated per batch. At most two batches
+        // are in flight, one running and one queued.
+        let (jobs, job_queue) = mpsc::sync_channel::<Job>(IN_FLIGHT);
+        let (done_queue, done) = mpsc::sync_channel(IN_FLIGHT);
         let thread = std::thread::Builder::new()
             .name("talkinghead-generator".into())
             .spawn(move || {

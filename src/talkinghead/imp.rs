@@ -78,6 +78,9 @@ const DEFAULT_MAX_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(200);
 /// Audio timestamps further than this from the samples counted so far move the grid: a gap is
 /// filled with silence, an overlap dropped. Jitter below it is ignored, as audio sinks do.
 const RESYNC_THRESHOLD: gst::ClockTime = gst::ClockTime::from_mseconds(40);
+/// How often the task checks whether the generator is done with a batch in flight while no
+/// frames are queued.
+const IN_FLIGHT_POLL: Duration = Duration::from_millis(5);
 /// Slack kept between a live batch's expected end and its deadline.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(10);
 const DEFAULT_INFERENCE_THREADS: u32 = 0;
@@ -361,7 +364,7 @@ struct Engine {
     /// What frames cost to render, for live deadlines.
     costs: Costs,
     /// Generator tensors not in use: at most two sets exist, made when first needed.
-    spare: Option<Tensors>,
+    spare: Vec<Tensors>,
     /// The thread that runs the generator for a batch in flight; started with the first one.
     generator_thread: Option<InferenceThread>,
     /// The batch whose generator runs while the task prepares the next one.
@@ -452,7 +455,7 @@ impl Engine {
         let mut generator = models.generator.lock().unwrap();
         let mut generator_time = Duration::ZERO;
         let batch = self.synth.batch_size();
-        let mut tensors = self.spare.take().unwrap_or_else(|| Tensors::new(batch));
+        let mut tensors = self.spare.pop().unwrap_or_else(|| Tensors::new(batch));
         let result = self.synth.render_speech(
             &self.avatar,
             requests,
@@ -468,7 +471,7 @@ impl Engine {
                 result
             },
         );
-        self.spare = Some(tensors);
+        self.spare.push(tensors);
         result.map(|()| generator_time)
     }
 
@@ -485,14 +488,14 @@ impl Engine {
             }
         };
         let batch = self.synth.batch_size();
-        let mut tensors = self.spare.take().unwrap_or_else(|| Tensors::new(batch));
+        let mut tensors = self.spare.pop().unwrap_or_else(|| Tensors::new(batch));
         match self
             .synth
             .prepare(bank, &self.avatar, requests, &self.features, &mut tensors)
         {
             Ok(()) => thread.submit(tensors, requests.len()),
             Err(err) => {
-                self.spare = Some(tensors);
+                self.spare.push(tensors);
                 return Err(err);
             }
         }
@@ -505,11 +508,11 @@ impl Engine {
         if !std::mem::take(&mut self.in_flight.active) {
             return Ok((Duration::ZERO, Duration::ZERO));
         }
-        let thread = self
+        let done = self
             .generator_thread
-            .as_ref()
-            .expect("a batch in flight has a generator thread");
-        let done = thread.wait();
+            .as_mut()
+            .expect("a batch in flight has a generator thread")
+            .wait();
         let started = Instant::now();
         let InFlight {
             bank,
@@ -522,16 +525,16 @@ impl Engine {
                 .compose(*bank, &self.avatar, requests, weights, &done.tensors)?;
             Ok((generator_time, started.elapsed()))
         });
-        self.spare = Some(done.tensors);
+        self.spare.push(done.tensors);
         result
     }
 
     /// Drops the batch in flight (after a flush), once the generator is done with it.
     fn discard_in_flight(&mut self) {
         if std::mem::take(&mut self.in_flight.active)
-            && let Some(thread) = &self.generator_thread
+            && let Some(thread) = &mut self.generator_thread
         {
-            self.spare = Some(thread.wait().tensors);
+            self.spare.push(thread.wait().tensors);
         }
     }
 }
@@ -1159,10 +1162,11 @@ impl TalkingHead {
     fn output_loop(&self) {
         let live = self.live();
         let in_flight = self.in_flight();
-        // With nothing queued, a batch in flight goes out at once, and a live stream wakes when
-        // the next frame falls due.
+        // With nothing queued, a batch in flight goes out once the generator is done with it
+        // (unless frames to overlap it with come first), and a live stream wakes when the next
+        // frame falls due.
         let wake_at = if in_flight {
-            Some(Instant::now())
+            Some(Instant::now() + IN_FLIGHT_POLL)
         } else {
             live.as_ref()
                 .and_then(|live| Some(live.instant(self.next_frame_due(live)?)))
@@ -1170,8 +1174,10 @@ impl TalkingHead {
         let first = match self.next_item(true, wake_at) {
             Next::Item(item) => item,
             Next::Timeout if in_flight => {
-                let result = self.flush_in_flight();
-                self.handle_flow(result);
+                if self.generator_done() {
+                    let result = self.flush_in_flight();
+                    self.handle_flow(result);
+                }
                 return;
             }
             Next::Timeout => {
@@ -1691,6 +1697,19 @@ impl TalkingHead {
         }
     }
 
+    /// Whether the generator is done with the batch in flight (or none is).
+    fn generator_done(&self) -> bool {
+        let mut renderer = self.renderer.lock().unwrap();
+        let Some(engine) = renderer.engine.as_mut() else {
+            return true;
+        };
+        !engine.in_flight.active
+            || engine
+                .generator_thread
+                .as_mut()
+                .is_none_or(|thread| thread.done())
+    }
+
     /// Whether a batch is in flight.
     fn in_flight(&self) -> bool {
         self.renderer
@@ -2039,7 +2058,7 @@ impl TalkingHead {
             fade: Fade::new(settings.blend_frames),
             samples: Vec::new(),
             costs: Costs::default(),
-            spare: None,
+            spare: Vec::with_capacity(2),
             generator_thread: None,
             in_flight: InFlight::default(),
         };

@@ -28,6 +28,8 @@ pub struct Done {
 pub struct InferenceThread {
     jobs: Option<SyncSender<Job>>,
     done: Receiver<Done>,
+    /// A batch taken from `done` by [`InferenceThread::done`], not yet waited for.
+    ready: Option<Done>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -71,6 +73,7 @@ impl InferenceThread {
         Ok(InferenceThread {
             jobs: Some(jobs),
             done,
+            ready: None,
             thread: Some(thread),
         })
     }
@@ -82,11 +85,21 @@ impl InferenceThread {
         let _ = jobs.send(Job { tensors, frames });
     }
 
+    /// Whether the oldest batch submitted and not yet taken is done.
+    pub fn done(&mut self) -> bool {
+        if self.ready.is_none() {
+            self.ready = self.done.try_recv().ok();
+        }
+        self.ready.is_some()
+    }
+
     /// Waits for the oldest batch submitted and not yet taken.
-    pub fn wait(&self) -> Done {
-        self.done
-            .recv()
-            .expect("the generator thread answers every job")
+    pub fn wait(&mut self) -> Done {
+        self.ready.take().unwrap_or_else(|| {
+            self.done
+                .recv()
+                .expect("the generator thread answers every job")
+        })
     }
 }
 

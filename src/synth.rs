@@ -102,7 +102,7 @@ impl TemplateCache {
             return;
         }
         let stride = 3 * self.frame.width() as usize;
-        let mut pixels = Vec::with_capacity(size);
+        let mut pixels = Vec::with_capacity(row * region.height() as usize);
         for y in region.y0 as usize..region.y1 as usize {
             pixels.extend_from_slice(&slot.frame[y * stride + 3 * region.x0 as usize..][..row]);
         }

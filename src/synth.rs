@@ -6,7 +6,7 @@
 //! on both sides of the generator call. Decoded templates and their resized crops are kept in a
 //! [`TemplateCache`] up to a memory budget, so a template shown again is copied, not decoded.
 //! Where the caller reads only a region around the face of a frame (see
-//! [`FrameSynth::set_regions`]), only that region of a template is kept, and a frame on a kept
+//! [`FrameSynth::set_cache`]), only that region of a template is kept, and a frame on a kept
 //! template gets only that region.
 //!
 //! The two sides can also run apart: [`FrameSynth::prepare`] packs a batch into a [`Tensors`]
@@ -14,7 +14,8 @@
 //! banks of slots, so that a caller can prepare and compose other batches while the generator
 //! runs on one.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::audio::features::FRAME_WINDOW_LEN;
@@ -30,7 +31,7 @@ pub struct FrameRequest {
     pub frame: usize,
     pub template: usize,
     /// Whether every pixel of the frame is read; otherwise only the template's region (see
-    /// [`FrameSynth::set_regions`]) holds the frame, and the rest is left as it was.
+    /// [`FrameSynth::set_cache`]) holds the frame, and the rest is left as it was.
     pub whole: bool,
 }
 
@@ -47,37 +48,104 @@ struct Slot {
     frame: Vec<u8>,
 }
 
-/// A decoded template's region, and its crop resized to 328x328.
-struct Decoded {
+/// Where a kept template's region lies in the cache's store: its pixels, packed BGR rows of
+/// `3 × region width` bytes, then its crop resized to 328x328 ([`FaceCrop::bytes`]).
+#[derive(Clone, Copy)]
+struct Kept {
     region: CropBox,
-    /// The region's pixels, packed BGR rows of `3 × region width` bytes.
-    pixels: Box<[u8]>,
-    crop: FaceCrop,
+    at: usize,
+}
+
+/// A kept template, as read from the store.
+struct Decoded<'a> {
+    region: CropBox,
+    pixels: &'a [u8],
+    crop: &'a [u8],
+}
+
+/// One template's place in the cache.
+#[derive(Default)]
+struct Entry {
+    /// Taken by the first thread to keep the template, so that it is kept once.
+    claimed: AtomicBool,
+    kept: OnceLock<Kept>,
+}
+
+/// Bytes that threads write at ranges they each reserved, and read once the range is published.
+struct Store(Box<[UnsafeCell<u8>]>);
+
+// SAFETY: a range is written by the one thread that reserved it, and read only after it is
+// published through a `OnceLock`, which orders the writes before the reads.
+unsafe impl Sync for Store {}
+
+impl Store {
+    /// `len` zeroed bytes: the system maps their pages as they are first written.
+    fn new(len: usize) -> Self {
+        let bytes = vec![0u8; len].into_boxed_slice();
+        // SAFETY: `UnsafeCell<u8>` has the layout of `u8`.
+        Store(unsafe { Box::from_raw(Box::into_raw(bytes) as *mut [UnsafeCell<u8>]) })
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// # Safety
+    ///
+    /// The range must not be read or written elsewhere while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn range_mut(&self, at: usize, len: usize) -> &mut [u8] {
+        let cells = &self.0[at..][..len];
+        // SAFETY: in bounds (sliced above); exclusive (the caller's promise).
+        unsafe { std::slice::from_raw_parts_mut(UnsafeCell::raw_get(cells.as_ptr()), len) }
+    }
+
+    /// # Safety
+    ///
+    /// The range must not be written while the slice lives.
+    unsafe fn range(&self, at: usize, len: usize) -> &[u8] {
+        let cells = &self.0[at..][..len];
+        // SAFETY: in bounds (sliced above); not written (the caller's promise).
+        unsafe { std::slice::from_raw_parts(UnsafeCell::raw_get(cells.as_ptr()), len) }
+    }
 }
 
 /// Decoded templates, each kept once it has been decoded while the budget allows.
+///
+/// The memory for the budget (or for every template, if less) is taken at once, when the cache
+/// is made, and its pages are mapped as templates fill it: keeping a template never allocates.
 pub struct TemplateCache {
-    entries: Vec<OnceLock<Decoded>>,
+    entries: Vec<Entry>,
     /// Per template, the region kept; `None`: the whole frame.
     regions: Vec<Option<CropBox>>,
     frame: CropBox,
     budget: usize,
+    store: Store,
     used: AtomicUsize,
 }
 
 impl TemplateCache {
-    /// A cache for `avatar` holding at most `budget` bytes of decoded templates.
-    pub fn new(avatar: &Avatar, budget: usize) -> Self {
+    /// A cache for `avatar` holding at most `budget` bytes of decoded templates, keeping the
+    /// whole frame of templates whose region is `None`. A region must hold the template's crop
+    /// box, or the whole frame is kept.
+    pub fn new(avatar: &Avatar, budget: usize, regions: Vec<Option<CropBox>>) -> Self {
+        let regions = holding_crops(avatar, regions);
+        let frame = CropBox {
+            x0: 0,
+            y0: 0,
+            x1: avatar.width,
+            y1: avatar.height,
+        };
+        let all: usize = regions
+            .iter()
+            .map(|region| kept_size(region.unwrap_or(frame)))
+            .sum();
         TemplateCache {
-            entries: (0..avatar.frames.len()).map(|_| OnceLock::new()).collect(),
-            regions: vec![None; avatar.frames.len()],
-            frame: CropBox {
-                x0: 0,
-                y0: 0,
-                x1: avatar.width,
-                y1: avatar.height,
-            },
+            entries: (0..avatar.frames.len()).map(|_| Entry::default()).collect(),
+            regions,
+            frame,
             budget,
+            store: Store::new(budget.min(all)),
             used: AtomicUsize::new(0),
         }
     }
@@ -87,34 +155,80 @@ impl TemplateCache {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// Template `template`, if it is kept.
+    fn get(&self, template: usize) -> Option<Decoded<'_>> {
+        let Kept { region, at } = *self.entries[template].kept.get()?;
+        let len = region_len(region);
+        // SAFETY: a published range is never written again.
+        let (pixels, crop) = unsafe {
+            (
+                self.store.range(at, len),
+                self.store.range(at + len, FaceCrop::LEN),
+            )
+        };
+        Some(Decoded {
+            region,
+            pixels,
+            crop,
+        })
+    }
+
     /// Keeps template `template`'s region of `slot`, and its crop, if the budget has room.
     fn keep(&self, template: usize, slot: &Slot) {
-        let region = self.regions[template].unwrap_or(self.frame);
-        let row = 3 * region.width() as usize;
-        let size = row * region.height() as usize + compose::CROP_SIZE.pow(2) * 3;
-        let reserved = self
-            .used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                (used + size <= self.budget).then_some(used + size)
-            })
-            .is_ok();
-        if !reserved {
+        let entry = &self.entries[template];
+        if entry.claimed.swap(true, Ordering::Relaxed) {
             return;
         }
-        let stride = 3 * self.frame.width() as usize;
-        let mut pixels = Vec::with_capacity(row * region.height() as usize);
-        for y in region.y0 as usize..region.y1 as usize {
-            pixels.extend_from_slice(&slot.frame[y * stride + 3 * region.x0 as usize..][..row]);
-        }
-        let decoded = Decoded {
-            region,
-            pixels: pixels.into_boxed_slice(),
-            crop: slot.crop.clone(),
+        let region = self.regions[template].unwrap_or(self.frame);
+        let size = kept_size(region);
+        let Ok(at) = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used + size <= self.store.len()).then_some(used + size)
+            })
+        else {
+            entry.claimed.store(false, Ordering::Relaxed);
+            return;
         };
-        if self.entries[template].set(decoded).is_err() {
-            self.used.fetch_sub(size, Ordering::Relaxed);
+        // SAFETY: the range was reserved above, by this thread alone, and is not yet published.
+        let bytes = unsafe { self.store.range_mut(at, size) };
+        let (pixels, crop) = bytes.split_at_mut(region_len(region));
+        let stride = 3 * self.frame.width() as usize;
+        let row = 3 * region.width() as usize;
+        for (y, pixels) in (region.y0 as usize..region.y1 as usize).zip(pixels.chunks_mut(row)) {
+            pixels.copy_from_slice(&slot.frame[y * stride + 3 * region.x0 as usize..][..row]);
         }
+        crop.copy_from_slice(slot.crop.bytes());
+        assert!(
+            entry.kept.set(Kept { region, at }).is_ok(),
+            "a template is kept once"
+        );
     }
+}
+
+/// `regions`, less those that do not hold their template's crop box.
+fn holding_crops(avatar: &Avatar, regions: Vec<Option<CropBox>>) -> Vec<Option<CropBox>> {
+    assert_eq!(regions.len(), avatar.frames.len(), "a region per template");
+    regions
+        .into_iter()
+        .zip(&avatar.frames)
+        .map(|(region, template)| {
+            let crop = template.crop;
+            region.filter(|r| {
+                r.x0 <= crop.x0 && r.y0 <= crop.y0 && r.x1 >= crop.x1 && r.y1 >= crop.y1
+            })
+        })
+        .collect()
+}
+
+/// Bytes of a region's pixels.
+fn region_len(region: CropBox) -> usize {
+    3 * region.width() as usize * region.height() as usize
+}
+
+/// Bytes a template kept with `region` takes.
+fn kept_size(region: CropBox) -> usize {
+    region_len(region) + FaceCrop::LEN
 }
 
 /// The work done on one slot of a batch: the thread's scratch state, the slot, its request and
@@ -198,7 +312,7 @@ impl FrameSynth {
         };
         Ok(Self {
             work,
-            cache: TemplateCache::new(avatar, cache_budget),
+            cache: TemplateCache::new(avatar, cache_budget, vec![None; avatar.frames.len()]),
             template: vec![0; frame_len],
         })
     }
@@ -207,31 +321,20 @@ impl FrameSynth {
         self.work.batch
     }
 
-    /// Keeps no more decoded templates once `budget` bytes are in use; those kept stay.
-    pub fn set_cache_budget(&mut self, budget: usize) {
-        self.cache.budget = budget;
-    }
-
     /// Bytes of decoded templates kept so far.
     pub fn cached_bytes(&self) -> usize {
         self.cache.used()
     }
 
-    /// Sets, per template, the region around the face that requests not `whole` read (`None`:
-    /// the whole frame); templates kept from now on keep only that region. A region must hold
-    /// the template's crop box, or the whole frame is kept.
-    pub fn set_regions(&mut self, avatar: &Avatar, regions: Vec<Option<CropBox>>) {
-        assert_eq!(regions.len(), avatar.frames.len(), "a region per template");
-        self.cache.regions = regions
-            .into_iter()
-            .zip(&avatar.frames)
-            .map(|(region, template)| {
-                let crop = template.crop;
-                region.filter(|r| {
-                    r.x0 <= crop.x0 && r.y0 <= crop.y0 && r.x1 >= crop.x1 && r.y1 >= crop.y1
-                })
-            })
-            .collect();
+    /// Keeps up to `budget` bytes of decoded templates from now on, of each template only the
+    /// region around the face that requests not `whole` read (`None`: the whole frame). A region
+    /// must hold the template's crop box, or the whole frame is kept. The templates kept so far
+    /// are dropped, unless the budget and regions are those already set.
+    pub fn set_cache(&mut self, avatar: &Avatar, budget: usize, regions: Vec<Option<CropBox>>) {
+        let regions = holding_crops(avatar, regions);
+        if (budget, &regions) != (self.cache.budget, &self.cache.regions) {
+            self.cache = TemplateCache::new(avatar, budget, regions);
+        }
     }
 
     /// The frame rendered into slot `slot` of `bank`: packed BGR, `3 × width` bytes a row.
@@ -359,9 +462,9 @@ impl FrameSynth {
             }
             let slot = slot.get_mut().unwrap_or_else(PoisonError::into_inner);
             let template = &avatar.frames[request.template];
-            let pixels: &[u8] = match cache.entries[request.template].get() {
+            let pixels: &[u8] = match cache.get(request.template) {
                 Some(decoded) => {
-                    paste_region(decoded, scratch, stride);
+                    paste_region(&decoded, scratch, stride);
                     scratch
                 }
                 None => {
@@ -438,13 +541,13 @@ fn template(
     let template = &avatar.frames[index];
     fault::check(Site::Synth, &template.file);
     let (width, height) = (avatar.width as usize, avatar.height as usize);
-    let kept = cache.entries[index].get();
-    if let Some(decoded) = kept
+    let kept = cache.get(index);
+    if let Some(decoded) = &kept
         && (!request.whole || decoded.region == cache.frame)
     {
         paste_region(decoded, &mut slot.frame, 3 * width);
         if with_crop {
-            slot.crop.copy_from(&decoded.crop);
+            slot.crop.copy_from_bytes(decoded.crop);
         }
         return Ok(());
     }
@@ -458,7 +561,7 @@ fn template(
         )
         .map_err(|err| format!("{}: {err}", template.file))?;
     if let Some(decoded) = kept {
-        slot.crop.copy_from(&decoded.crop);
+        slot.crop.copy_from_bytes(decoded.crop);
         return Ok(());
     }
     let frame = BgrImage::new(&slot.frame[..], width, height, 3 * width);
@@ -483,4 +586,115 @@ fn first_file<'a>(avatar: &'a Avatar, requests: &[FrameRequest]) -> &'a str {
     requests
         .first()
         .map_or("", |request| &avatar.frames[request.template].file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::avatar::{DEMO, Source};
+
+    fn requests(templates: &[usize], whole: bool) -> Vec<FrameRequest> {
+        templates
+            .iter()
+            .enumerate()
+            .map(|(frame, &template)| FrameRequest {
+                frame,
+                template,
+                whole,
+            })
+            .collect()
+    }
+
+    /// The frames `synth` renders for `requests` as templates.
+    fn rendered(
+        synth: &mut FrameSynth,
+        avatar: &Avatar,
+        requests: &[FrameRequest],
+    ) -> Vec<Vec<u8>> {
+        synth.render_templates(avatar, requests).unwrap();
+        (0..requests.len())
+            .map(|k| synth.frame(0, k).to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn templates_kept_within_the_budget_read_back_as_decoded() {
+        let avatar = Avatar::load(&Source::Builtin(&DEMO)).unwrap();
+        let templates = requests(&[0, 1, 2, 3], true);
+        let decoded = rendered(
+            &mut FrameSynth::new(&avatar, 4, 0).unwrap(),
+            &avatar,
+            &templates,
+        );
+        let whole = kept_size(CropBox {
+            x0: 0,
+            y0: 0,
+            x1: avatar.width,
+            y1: avatar.height,
+        });
+        let mut synth = FrameSynth::new(&avatar, 4, 2 * whole + whole / 2).unwrap();
+        for pass in 0..3 {
+            assert_eq!(
+                rendered(&mut synth, &avatar, &templates),
+                decoded,
+                "pass {pass}"
+            );
+            assert_eq!(synth.cached_bytes(), 2 * whole, "two templates fit");
+        }
+    }
+
+    #[test]
+    fn a_template_twice_in_a_batch_is_kept_once() {
+        let avatar = Avatar::load(&Source::Builtin(&DEMO)).unwrap();
+        let mut synth = FrameSynth::new(&avatar, 8, usize::MAX).unwrap();
+        rendered(&mut synth, &avatar, &requests(&[5; 8], true));
+        let region = CropBox {
+            x0: 0,
+            y0: 0,
+            x1: avatar.width,
+            y1: avatar.height,
+        };
+        assert_eq!(synth.cached_bytes(), kept_size(region));
+    }
+
+    #[test]
+    fn a_kept_region_gives_the_region_of_the_decoded_frame() {
+        let avatar = Avatar::load(&Source::Builtin(&DEMO)).unwrap();
+        let boxes: Vec<_> = avatar
+            .frames
+            .iter()
+            .map(|template| {
+                let crop = template.crop;
+                Some(CropBox {
+                    x0: crop.x0.saturating_sub(3),
+                    y0: crop.y0.saturating_sub(5),
+                    x1: (crop.x1 + 7).min(avatar.width),
+                    y1: (crop.y1 + 2).min(avatar.height),
+                })
+            })
+            .collect();
+        let decoded = rendered(
+            &mut FrameSynth::new(&avatar, 4, 0).unwrap(),
+            &avatar,
+            &requests(&[7, 8, 9, 10], true),
+        );
+        let mut synth = FrameSynth::new(&avatar, 4, usize::MAX).unwrap();
+        synth.set_cache(&avatar, usize::MAX, boxes.clone());
+        rendered(&mut synth, &avatar, &requests(&[7, 8, 9, 10], true));
+        // Other templates first, so that the slots hold other pixels outside the regions.
+        rendered(&mut synth, &avatar, &requests(&[20, 21, 22, 23], true));
+        let regions = rendered(&mut synth, &avatar, &requests(&[7, 8, 9, 10], false));
+        let stride = 3 * avatar.width as usize;
+        for (k, template) in [7, 8, 9, 10].into_iter().enumerate() {
+            let region = boxes[template].unwrap();
+            for y in region.y0 as usize..region.y1 as usize {
+                let row = y * stride + 3 * region.x0 as usize..y * stride + 3 * region.x1 as usize;
+                assert!(
+                    regions[k][row.clone()] == decoded[k][row],
+                    "template {template}, row {y}"
+                );
+            }
+            assert_ne!(regions[k], decoded[k], "only the region is written");
+        }
+    }
 }

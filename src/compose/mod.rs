@@ -69,15 +69,24 @@ pub struct FaceCrop {
 }
 
 impl FaceCrop {
+    /// Bytes in a crop.
+    pub const LEN: usize = CROP_SIZE * CROP_ROW;
+
     pub fn new() -> Self {
         FaceCrop {
-            pixels: vec![0; CROP_SIZE * CROP_ROW].into_boxed_slice(),
+            pixels: vec![0; Self::LEN].into_boxed_slice(),
         }
     }
 
-    /// Makes this crop a copy of `other`, without allocating.
-    pub fn copy_from(&mut self, other: &FaceCrop) {
-        self.pixels.copy_from_slice(&other.pixels);
+    /// The crop's bytes: [`FaceCrop::LEN`] of them, 328 rows of packed BGR.
+    pub fn bytes(&self) -> &[u8] {
+        &self.pixels
+    }
+
+    /// Makes this crop a copy of the crop whose [`FaceCrop::bytes`] are `bytes`, without
+    /// allocating.
+    pub fn copy_from_bytes(&mut self, bytes: &[u8]) {
+        self.pixels.copy_from_slice(bytes);
     }
 
     pub fn image(&self) -> BgrImage<&[u8]> {

@@ -33,8 +33,9 @@ pub struct FrameConverter {
     /// whole.
     placements: Vec<Option<Placement>>,
     kept: Vec<Option<gst::Buffer>>,
-    budget: usize,
-    used: usize,
+    /// Buffers for frames still to keep, allocated with the converter, so that keeping a frame
+    /// never allocates: as many as the budget holds, or as templates have a box, if fewer.
+    spare: Vec<gst::Buffer>,
     /// Frames converted whole so far.
     whole_frames: u64,
 }
@@ -96,13 +97,17 @@ impl FrameConverter {
             None
         };
         // A box the size of the frame is no box: every frame is converted whole.
-        let placements = crops
+        let placements: Vec<_> = crops
             .iter()
             .map(|&crop| {
                 part.as_ref()
                     .and_then(|_| place(crop, (width, height), frame))
             })
             .collect();
+        let placed = placements.iter().filter(|p| p.is_some()).count();
+        let spare = (0..placed.min(budget / out_info.size()))
+            .map(|_| gst::Buffer::with_size(out_info.size()).map_err(|err| err.to_string()))
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             bgr_info,
             out_info: out_info.clone(),
@@ -110,9 +115,8 @@ impl FrameConverter {
             bgr,
             part,
             kept: vec![None; crops.len()],
+            spare,
             placements,
-            budget,
-            used: 0,
             whole_frames: 0,
         })
     }
@@ -185,22 +189,19 @@ impl FrameConverter {
         template: usize,
         frame: &gst_video::VideoFrameRef<&mut gst::BufferRef>,
     ) -> Result<(), String> {
-        let size = self.out_info.size();
-        if self.placements[template].is_none()
-            || self.kept[template].is_some()
-            || self.used + size > self.budget
-        {
+        if self.placements[template].is_none() || self.kept[template].is_some() {
             return Ok(());
         }
-        let mut kept = gst::Buffer::with_size(size).map_err(|err| err.to_string())?;
+        let Some(mut kept) = self.spare.pop() else {
+            return Ok(());
+        };
         {
-            let kept = kept.get_mut().expect("a new buffer");
+            let kept = kept.get_mut().expect("a spare buffer is not shared");
             let mut copy = gst_video::VideoFrameRef::from_buffer_ref_writable(kept, &self.out_info)
                 .map_err(|_| "cannot map a kept frame".to_string())?;
             frame.copy(&mut copy).map_err(|err| err.to_string())?;
         }
         self.kept[template] = Some(kept);
-        self.used += size;
         Ok(())
     }
 }

@@ -1912,7 +1912,6 @@ impl TalkingHead {
                 })?;
         let mut renderer = self.renderer.lock().unwrap();
         if let Some(engine) = renderer.engine.as_mut() {
-            engine.synth.set_cache_budget(budget - converted);
             // Without frames kept converted, every frame is converted whole.
             let regions = match converted {
                 0 => vec![None; avatar.frames.len()],
@@ -1927,7 +1926,7 @@ impl TalkingHead {
                     region.height()
                 );
             }
-            engine.synth.set_regions(&avatar, regions);
+            engine.synth.set_cache(&avatar, budget - converted, regions);
         }
         renderer.format = Some(OutputFormat { converter, pool });
         Ok(gst::FlowSuccess::Ok)

@@ -2301,8 +2301,8 @@ impl ObjectImpl for TalkingHead {
                 glib::ParamSpecUInt::builder("inference-threads")
                     .nick("Inference threads")
                     .blurb(
-                        "Threads ONNX Runtime runs each model operator on; 0 lets ONNX Runtime \
-                         choose (one per physical core)",
+                        "Threads ONNX Runtime runs each generator operator on; 0 lets ONNX \
+                         Runtime choose (one per physical core). The audio encoder runs on one",
                     )
                     .maximum(256)
                     .default_value(DEFAULT_INFERENCE_THREADS)

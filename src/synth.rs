@@ -79,7 +79,7 @@ struct Store(Box<[UnsafeCell<u8>]>);
 unsafe impl Sync for Store {}
 
 impl Store {
-    /// `len` zeroed bytes: the system maps their pages as they are first written.
+    /// `len` zeroed bytes; of a large store, the system maps the pages as they are first written.
     fn new(len: usize) -> Self {
         let bytes = vec![0u8; len].into_boxed_slice();
         // SAFETY: `UnsafeCell<u8>` has the layout of `u8`.
@@ -130,12 +130,7 @@ impl TemplateCache {
     /// box, or the whole frame is kept.
     pub fn new(avatar: &Avatar, budget: usize, regions: Vec<Option<CropBox>>) -> Self {
         let regions = holding_crops(avatar, regions);
-        let frame = CropBox {
-            x0: 0,
-            y0: 0,
-            x1: avatar.width,
-            y1: avatar.height,
-        };
+        let frame = CropBox::whole(avatar.width, avatar.height);
         let all: usize = regions
             .iter()
             .map(|region| kept_size(region.unwrap_or(frame)))
@@ -626,12 +621,7 @@ mod tests {
             &avatar,
             &templates,
         );
-        let whole = kept_size(CropBox {
-            x0: 0,
-            y0: 0,
-            x1: avatar.width,
-            y1: avatar.height,
-        });
+        let whole = kept_size(CropBox::whole(avatar.width, avatar.height));
         let mut synth = FrameSynth::new(&avatar, 4, 2 * whole + whole / 2).unwrap();
         for pass in 0..3 {
             assert_eq!(
@@ -648,12 +638,7 @@ mod tests {
         let avatar = Avatar::load(&Source::Builtin(&DEMO)).unwrap();
         let mut synth = FrameSynth::new(&avatar, 8, usize::MAX).unwrap();
         rendered(&mut synth, &avatar, &requests(&[5; 8], true));
-        let region = CropBox {
-            x0: 0,
-            y0: 0,
-            x1: avatar.width,
-            y1: avatar.height,
-        };
+        let region = CropBox::whole(avatar.width, avatar.height);
         assert_eq!(synth.cached_bytes(), kept_size(region));
     }
 

@@ -69,6 +69,16 @@ pub struct CropBox {
 }
 
 impl CropBox {
+    /// The box of a whole `width` × `height` frame.
+    pub fn whole(width: u32, height: u32) -> Self {
+        CropBox {
+            x0: 0,
+            y0: 0,
+            x1: width,
+            y1: height,
+        }
+    }
+
     pub fn width(&self) -> u32 {
         self.x1 - self.x0
     }

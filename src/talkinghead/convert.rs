@@ -163,12 +163,7 @@ impl FrameConverter {
                 copy_region(
                     bgr,
                     width,
-                    CropBox {
-                        x0: 0,
-                        y0: 0,
-                        x1: width,
-                        y1: height,
-                    },
+                    CropBox::whole(width, height),
                     self.bgr.get_mut().ok_or("the BGR frame is shared")?,
                     self.bgr_info.stride()[0] as usize,
                 );
@@ -377,12 +372,7 @@ mod tests {
         copy_region(
             bgr,
             width,
-            CropBox {
-                x0: 0,
-                y0: 0,
-                x1: width,
-                y1: height,
-            },
+            CropBox::whole(width, height),
             source.get_mut().unwrap(),
             info.stride()[0] as usize,
         );

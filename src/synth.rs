@@ -126,10 +126,9 @@ pub struct TemplateCache {
 
 impl TemplateCache {
     /// A cache for `avatar` holding at most `budget` bytes of decoded templates, keeping the
-    /// whole frame of templates whose region is `None`. A region must hold the template's crop
-    /// box, or the whole frame is kept.
-    pub fn new(avatar: &Avatar, budget: usize, regions: Vec<Option<CropBox>>) -> Self {
-        let regions = holding_crops(avatar, regions);
+    /// whole frame of templates whose region is `None`; each region holds its template's crop
+    /// box (see [`holding_crops`]).
+    fn new(avatar: &Avatar, budget: usize, regions: Vec<Option<CropBox>>) -> Self {
         let frame = CropBox::whole(avatar.width, avatar.height);
         let all: usize = regions
             .iter()

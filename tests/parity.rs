@@ -192,22 +192,13 @@ fn batch_sizes_give_identical_frames() {
 /// Every output buffer of the element at its defaults (demo avatar and models, speech with its
 /// silences, so idle frames and fades as well), in I420, with `template-cache` MiB of templates.
 fn i420_buffers(template_cache: u32) -> Vec<Vec<u8>> {
-    common::init();
     let clip = root().join("models/demo/speech.wav");
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, sink) = common::with_appsink(&format!(
         "filesrc location={} ! wavparse ! audioconvert ! audioresample ! \
          talkinghead template-cache={template_cache} ! video/x-raw,format=I420 ! \
          appsink name=sink sync=false",
         clip.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    ));
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut buffers = Vec::new();
     while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(60)) {

@@ -6,7 +6,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{FRAME_NS, SAMPLE_RATE, harness_for, init, make_avatar, pull_all, run_to_end};
+use common::{
+    FRAME_NS, SAMPLE_RATE, harness_for, init, make_avatar, pull_all, run_to_end, with_appsink,
+};
 use gst::prelude::*;
 use gst_check::Harness;
 use gsttalkinghead::avatar::{self, Avatar, JpegDecoder, Source};
@@ -129,22 +131,13 @@ fn eos_in_the_middle_of_a_batch_lets_every_frame_out() {
 /// The clip through the element, as BGR frames with their timestamps; `seek_to` seeks before the
 /// first frame (in PAUSED), `seek_mid` after `pull_first` frames were taken while more are queued.
 fn clip_frames(seek_to: gst::ClockTime, seek_mid: bool, pull_first: usize) -> Vec<(u64, Vec<u8>)> {
-    init();
     let clip = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo/speech.wav");
-    let pipeline = gst::parse::launch(&format!(
+    let (pipeline, sink) = with_appsink(&format!(
         "filesrc location={} ! wavparse ! audioconvert ! audioresample ! \
          talkinghead batch-size=8 ! video/x-raw,format=BGR ! \
          appsink name=sink sync=false max-buffers=1",
         clip.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    ));
     pipeline.set_state(gst::State::Paused).unwrap();
     pipeline.state(gst::ClockTime::from_seconds(30)).0.unwrap();
     let flags = gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE;
@@ -264,35 +257,26 @@ fn downstream_flow_errors_go_upstream_and_stop_the_task() {
 
 #[test]
 fn a_pipeline_whose_sink_fails_shuts_down() {
-    init();
-    let pipeline = gst::parse::launch(
+    let (pipeline, sink) = with_appsink(
         "audiotestsrc is-live=true samplesperbuffer=640 ! audio/x-raw,rate=16000,channels=1 ! \
          talkinghead ! appsink name=sink",
-    )
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
+    );
     let frames = Arc::new(Mutex::new(0));
     let count = frames.clone();
-    pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap()
-        .set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let mut count = count.lock().unwrap();
-                    *count += 1;
-                    if *count > 10 {
-                        Err(gst::FlowError::Error)
-                    } else {
-                        Ok(gst::FlowSuccess::Ok)
-                    }
-                })
-                .build(),
-        );
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let mut count = count.lock().unwrap();
+                *count += 1;
+                if *count > 10 {
+                    Err(gst::FlowError::Error)
+                } else {
+                    Ok(gst::FlowSuccess::Ok)
+                }
+            })
+            .build(),
+    );
     let started = Instant::now();
     let err = run_to_end(&pipeline).unwrap_err();
     assert!(err.contains("Internal data stream error"), "{err}");

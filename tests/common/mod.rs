@@ -137,23 +137,30 @@ pub struct Frames {
     pub frames: Vec<Vec<u8>>,
 }
 
-/// Runs `launch` (ending in an appsink named `sink` taking BGR) and collects the frames.
-pub fn collect_bgr(launch: &str, configure: impl FnOnce(&gst::Pipeline)) -> Frames {
+/// The pipeline `launch` describes, and its appsink named `sink`.
+pub fn with_appsink(launch: &str) -> (gst::Pipeline, gst_app::AppSink) {
     use gst::prelude::*;
-    use gst_video::prelude::*;
-    use std::sync::{Arc, Mutex};
 
     init();
     let pipeline = gst::parse::launch(launch)
         .unwrap()
         .downcast::<gst::Pipeline>()
         .unwrap();
-    configure(&pipeline);
     let sink = pipeline
         .by_name("sink")
         .unwrap()
         .downcast::<gst_app::AppSink>()
         .unwrap();
+    (pipeline, sink)
+}
+
+/// Runs `launch` (ending in an appsink named `sink` taking BGR) and collects the frames.
+pub fn collect_bgr(launch: &str, configure: impl FnOnce(&gst::Pipeline)) -> Frames {
+    use gst_video::prelude::*;
+    use std::sync::{Arc, Mutex};
+
+    let (pipeline, sink) = with_appsink(launch);
+    configure(&pipeline);
     let collected = Arc::new(Mutex::new(Frames {
         width: 0,
         height: 0,

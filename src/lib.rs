@@ -5,11 +5,11 @@ pub mod avatar;
 pub mod compose;
 pub mod fault;
 pub mod inference;
-mod pool;
 pub mod synth;
 mod talkinghead;
+mod workers;
 
-pub use talkinghead::clock;
+pub use talkinghead::{clock, engine, resources, timeline};
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
     talkinghead::register(plugin)

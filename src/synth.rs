@@ -15,15 +15,36 @@
 //! runs on one.
 
 use std::cell::UnsafeCell;
+use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::audio::features::FRAME_WINDOW_LEN;
 use crate::audio::stream::FeatureStream;
-use crate::avatar::{Avatar, CropBox, JpegDecoder};
+use crate::avatar::{Avatar, CropBox, JpegDecoder, Template};
 use crate::compose::{self, BgrImage, Compositor, FaceCrop, INPUT_LEN, OUTPUT_LEN};
 use crate::fault::{self, Site};
-use crate::pool::{Disjoint, WorkerPool};
+use crate::workers::{Disjoint, WorkerPool};
+
+/// Why frames could not be rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SynthError {
+    /// A template frame would not decode.
+    Decode { file: String, message: String },
+    /// The threads or decoders of the image work could not be made.
+    Setup(String),
+}
+
+impl fmt::Display for SynthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SynthError::Decode { file, message } => write!(f, "{file}: {message}"),
+            SynthError::Setup(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for SynthError {}
 
 /// One frame to render: its index in the stream and the template it is painted on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,7 +249,7 @@ fn kept_size(region: CropBox) -> usize {
 /// The work done on one slot of a batch: the thread's scratch state, the slot, its request and
 /// its index in the batch.
 type SlotWork<'a> =
-    dyn Fn(&mut Worker, &mut Slot, &FrameRequest, usize) -> Result<(), String> + Sync + 'a;
+    dyn Fn(&mut Worker, &mut Slot, &FrameRequest, usize) -> Result<(), SynthError> + Sync + 'a;
 
 /// The pool, the per-thread scratch state and the batch slots.
 struct Workers {
@@ -277,22 +298,24 @@ pub struct FrameSynth {
 impl FrameSynth {
     /// Buffers for batches of up to `batch` frames of `avatar`, keeping up to `cache_budget`
     /// bytes of decoded templates.
-    pub fn new(avatar: &Avatar, batch: usize, cache_budget: usize) -> Result<Self, String> {
+    pub fn new(avatar: &Avatar, batch: usize, cache_budget: usize) -> Result<Self, SynthError> {
         let batch = batch.max(1);
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(batch);
         let frame_len = 3 * avatar.width as usize * avatar.height as usize;
         let work = Workers {
-            pool: WorkerPool::new(threads)?,
+            pool: WorkerPool::new(threads).map_err(|err| {
+                SynthError::Setup(format!("cannot start an image worker thread: {err}"))
+            })?,
             workers: (0..threads)
                 .map(|_| {
                     Ok(Mutex::new(Worker {
-                        decoder: JpegDecoder::new()?,
+                        decoder: JpegDecoder::new().map_err(SynthError::Setup)?,
                         compositor: Compositor::new(),
                     }))
                 })
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, SynthError>>()?,
             // Zeroed memory is only mapped once written: bank 1 costs nothing until used.
             slots: (0..2 * batch)
                 .map(|_| {
@@ -345,7 +368,7 @@ impl FrameSynth {
         &mut self,
         avatar: &Avatar,
         requests: &[FrameRequest],
-    ) -> Result<(), String> {
+    ) -> Result<(), SynthError> {
         fault::check(Site::Task, first_file(avatar, requests));
         let cache = &self.cache;
         self.work
@@ -360,7 +383,7 @@ impl FrameSynth {
     ///
     /// `generator` maps images [n, 6, 320, 320] and audio [n, 32, 16, 16] to [n, 3, 320, 320].
     /// The features must hold every requested frame's window.
-    pub fn render_speech<E: From<String>>(
+    pub fn render_speech<E: From<SynthError>>(
         &mut self,
         avatar: &Avatar,
         requests: &[FrameRequest],
@@ -385,7 +408,7 @@ impl FrameSynth {
         requests: &[FrameRequest],
         features: &FeatureStream,
         tensors: &mut Tensors,
-    ) -> Result<(), String> {
+    ) -> Result<(), SynthError> {
         fault::check(Site::Task, first_file(avatar, requests));
         let images = Disjoint::new(&mut tensors.images);
         let audio = Disjoint::new(&mut tensors.audio);
@@ -412,7 +435,7 @@ impl FrameSynth {
         requests: &[FrameRequest],
         weights: &[f32],
         tensors: &Tensors,
-    ) -> Result<(), String> {
+    ) -> Result<(), SynthError> {
         let output = &tensors.output;
         self.work
             .for_each_slot(bank, requests, &|worker, slot, request, k| {
@@ -434,7 +457,7 @@ impl FrameSynth {
         avatar: &Avatar,
         requests: &[FrameRequest],
         weights: &[f32],
-    ) -> Result<(), String> {
+    ) -> Result<(), SynthError> {
         let stride = 3 * avatar.width as usize;
         let Self {
             work,
@@ -470,7 +493,7 @@ impl FrameSynth {
                             (avatar.width, avatar.height),
                             stride,
                         )
-                        .map_err(|err| format!("{}: {err}", template.file))?;
+                        .map_err(|message| decode_error(template, message))?;
                     scratch
                 }
             };
@@ -488,14 +511,14 @@ impl Workers {
         bank: usize,
         requests: &[FrameRequest],
         work: &SlotWork<'_>,
-    ) -> Result<(), String> {
+    ) -> Result<(), SynthError> {
         assert!(
             requests.len() <= self.batch,
             "more frames than the batch holds"
         );
         let slots = &self.slots[bank * self.batch..][..self.batch];
         let threads = self.workers.len().min(requests.len());
-        let first_error: Mutex<Option<(usize, String)>> = Mutex::new(None);
+        let first_error: Mutex<Option<(usize, SynthError)>> = Mutex::new(None);
         self.pool.run(threads, &|task| {
             let mut worker = self.workers[task]
                 .lock()
@@ -530,7 +553,7 @@ fn template(
     avatar: &Avatar,
     request: &FrameRequest,
     with_crop: bool,
-) -> Result<(), String> {
+) -> Result<(), SynthError> {
     let index = request.template;
     let template = &avatar.frames[index];
     fault::check(Site::Synth, &template.file);
@@ -553,7 +576,7 @@ fn template(
             (avatar.width, avatar.height),
             3 * width,
         )
-        .map_err(|err| format!("{}: {err}", template.file))?;
+        .map_err(|message| decode_error(template, message))?;
     if let Some(decoded) = kept {
         slot.crop.copy_from_bytes(decoded.crop);
         return Ok(());
@@ -572,6 +595,13 @@ fn paste_region(decoded: &Decoded, frame: &mut [u8], stride: usize) {
     let row = 3 * region.width() as usize;
     for (y, pixels) in (region.y0 as usize..region.y1 as usize).zip(decoded.pixels.chunks(row)) {
         frame[y * stride + 3 * region.x0 as usize..][..row].copy_from_slice(pixels);
+    }
+}
+
+fn decode_error(template: &Template, message: String) -> SynthError {
+    SynthError::Decode {
+        file: template.file.clone(),
+        message,
     }
 }
 

@@ -8,16 +8,18 @@ use std::fmt;
 
 use ort::value::TensorElementType;
 
-/// Floats in one encoder input window: [1, 80, 16] (mel bins × mel frames).
-pub const MEL_WINDOW_LEN: usize = 80 * 16;
+// The tensor sizes, each defined once where the data is made: the mel windows and the feature
+// windows in `audio::features`, the images and faces in `compose`.
 /// Floats in one audio embedding.
-pub const EMBEDDING_LEN: usize = 512;
-/// Floats in one generator image input: [6, 320, 320] (reference crop + masked crop).
-pub const IMAGE_LEN: usize = 6 * 320 * 320;
+pub use crate::audio::features::EMBEDDING_LEN;
+/// Floats in one encoder input window: [1, 80, 16] (mel bins × mel frames).
+pub use crate::audio::features::ENCODER_INPUT_LEN as MEL_WINDOW_LEN;
 /// Floats in one generator audio input: [32, 16, 16] (16 embeddings reshaped).
-pub const AUDIO_FEATURES_LEN: usize = 32 * 16 * 16;
+pub use crate::audio::features::FRAME_WINDOW_LEN as AUDIO_FEATURES_LEN;
+/// Floats in one generator image input: [6, 320, 320] (reference crop + masked crop).
+pub use crate::compose::INPUT_LEN as IMAGE_LEN;
 /// Floats in one generated face: [3, 320, 320].
-pub const FACE_LEN: usize = 3 * 320 * 320;
+pub use crate::compose::OUTPUT_LEN as FACE_LEN;
 
 pub(super) const MEL_DIMS: [i64; 3] = [1, 80, 16];
 pub(super) const EMBEDDING_DIMS: [i64; 1] = [512];

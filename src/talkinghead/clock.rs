@@ -16,15 +16,15 @@ pub struct FrameClock {
 impl FrameClock {
     /// # Panics
     /// If any argument is zero.
-    pub fn new(sample_rate: u32, fps_n: u32, fps_d: u32) -> Self {
+    pub const fn new(sample_rate: u32, fps_n: u32, fps_d: u32) -> Self {
         assert!(
             sample_rate > 0 && fps_n > 0 && fps_d > 0,
             "rates must be positive"
         );
         Self {
-            sample_rate: sample_rate.into(),
-            fps_n: fps_n.into(),
-            fps_d: fps_d.into(),
+            sample_rate: sample_rate as u128,
+            fps_n: fps_n as u128,
+            fps_d: fps_d as u128,
         }
     }
 

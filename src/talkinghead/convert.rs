@@ -14,6 +14,35 @@ use gst_video::prelude::*;
 
 use crate::avatar::CropBox;
 
+/// Why a frame could not be converted.
+#[derive(Debug)]
+pub enum ConvertError {
+    /// GStreamer refused a converter, an allocation or a copy.
+    Glib(gst::glib::BoolError),
+    /// A frame could not be mapped: which one.
+    Map(&'static str),
+    /// A buffer that must be written is shared: which one.
+    Shared(&'static str),
+}
+
+impl std::fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConvertError::Glib(err) => err.fmt(f),
+            ConvertError::Map(what) => write!(f, "cannot map {what}"),
+            ConvertError::Shared(what) => write!(f, "{what} is shared"),
+        }
+    }
+}
+
+impl std::error::Error for ConvertError {}
+
+impl From<gst::glib::BoolError> for ConvertError {
+    fn from(err: gst::glib::BoolError) -> Self {
+        ConvertError::Glib(err)
+    }
+}
+
 /// Box corners lie on this grid (chroma subsampling and dither patterns repeat within it).
 const GRID: u32 = 16;
 /// How far outside the crop box a changed pixel can change the converted frame.
@@ -64,11 +93,10 @@ impl FrameConverter {
         crops: Vec<CropBox>,
         out_info: &gst_video::VideoInfo,
         budget: usize,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConvertError> {
         let bgr_info = packed_bgr_info(frame.0, frame.1, out_info)?;
-        let whole = gst_video::VideoConverter::new(&bgr_info, out_info, Some(threads()))
-            .map_err(|err| err.to_string())?;
-        let bgr = gst::Buffer::with_size(bgr_info.size()).map_err(|err| err.to_string())?;
+        let whole = gst_video::VideoConverter::new(&bgr_info, out_info, Some(threads()))?;
+        let bgr = gst::Buffer::with_size(bgr_info.size())?;
         let (width, height) = box_size(frame, &crops);
         let part = if width < frame.0 || height < frame.1 {
             // The box's colours are the whole frame's: its size alone would choose others
@@ -76,19 +104,16 @@ impl FrameConverter {
             let bgr_info = gst_video::VideoInfo::builder(bgr_info.format(), width, height)
                 .fps(bgr_info.fps())
                 .colorimetry(&bgr_info.colorimetry())
-                .build()
-                .map_err(|err| err.to_string())?;
+                .build()?;
             let out_info = gst_video::VideoInfo::builder(out_info.format(), width, height)
                 .fps(out_info.fps())
                 .colorimetry(&out_info.colorimetry())
                 .chroma_site(out_info.chroma_site())
-                .build()
-                .map_err(|err| err.to_string())?;
-            let converter = gst_video::VideoConverter::new(&bgr_info, &out_info, None)
-                .map_err(|err| err.to_string())?;
+                .build()?;
+            let converter = gst_video::VideoConverter::new(&bgr_info, &out_info, None)?;
             Some(Part {
-                bgr: gst::Buffer::with_size(bgr_info.size()).map_err(|err| err.to_string())?,
-                out: gst::Buffer::with_size(out_info.size()).map_err(|err| err.to_string())?,
+                bgr: gst::Buffer::with_size(bgr_info.size())?,
+                out: gst::Buffer::with_size(out_info.size())?,
                 bgr_info,
                 out_info,
                 converter,
@@ -106,7 +131,7 @@ impl FrameConverter {
             .collect();
         let placed = placements.iter().filter(|p| p.is_some()).count();
         let spare = (0..placed.min(budget / out_info.size()))
-            .map(|_| gst::Buffer::with_size(out_info.size()).map_err(|err| err.to_string()))
+            .map(|_| gst::Buffer::with_size(out_info.size()))
             .collect::<Result<_, _>>()?;
         Ok(Self {
             bgr_info,
@@ -144,9 +169,9 @@ impl FrameConverter {
         bgr: &[u8],
         template: usize,
         target: &mut gst::BufferRef,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConvertError> {
         let mut target = gst_video::VideoFrameRef::from_buffer_ref_writable(target, &self.out_info)
-            .map_err(|_| "cannot map an output buffer".to_string())?;
+            .map_err(|_| ConvertError::Map("an output buffer"))?;
         match (
             self.placements[template],
             &self.kept[template],
@@ -154,8 +179,8 @@ impl FrameConverter {
         ) {
             (Some(placement), Some(kept), Some(part)) => {
                 let kept = gst_video::VideoFrameRef::from_buffer_ref_readable(kept, &self.out_info)
-                    .map_err(|_| "cannot map a kept frame".to_string())?;
-                kept.copy(&mut target).map_err(|err| err.to_string())?;
+                    .map_err(|_| ConvertError::Map("a kept frame"))?;
+                kept.copy(&mut target)?;
                 part.convert(bgr, self.bgr_info.width(), placement, &mut target)
             }
             _ => {
@@ -164,12 +189,14 @@ impl FrameConverter {
                     bgr,
                     width,
                     CropBox::whole(width, height),
-                    self.bgr.get_mut().ok_or("the BGR frame is shared")?,
+                    self.bgr
+                        .get_mut()
+                        .ok_or(ConvertError::Shared("the BGR frame"))?,
                     self.bgr_info.stride()[0] as usize,
                 );
                 let source =
                     gst_video::VideoFrameRef::from_buffer_ref_readable(&self.bgr, &self.bgr_info)
-                        .map_err(|_| "cannot map the BGR frame".to_string())?;
+                        .map_err(|_| ConvertError::Map("the BGR frame"))?;
                 self.whole.frame_ref(&source, &mut target);
                 self.whole_frames += 1;
                 drop(source);
@@ -183,7 +210,7 @@ impl FrameConverter {
         &mut self,
         template: usize,
         frame: &gst_video::VideoFrameRef<&mut gst::BufferRef>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConvertError> {
         if self.placements[template].is_none() || self.kept[template].is_some() {
             return Ok(());
         }
@@ -193,8 +220,8 @@ impl FrameConverter {
         {
             let kept = kept.get_mut().expect("a spare buffer is not shared");
             let mut copy = gst_video::VideoFrameRef::from_buffer_ref_writable(kept, &self.out_info)
-                .map_err(|_| "cannot map a kept frame".to_string())?;
-            frame.copy(&mut copy).map_err(|err| err.to_string())?;
+                .map_err(|_| ConvertError::Map("a kept frame"))?;
+            frame.copy(&mut copy)?;
         }
         self.kept[template] = Some(kept);
         Ok(())
@@ -210,20 +237,25 @@ impl Part {
         width: u32,
         placement: Placement,
         target: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ConvertError> {
         let Placement { converted, copied } = placement;
         copy_region(
             bgr,
             width,
             converted,
-            self.bgr.get_mut().ok_or("the BGR box is shared")?,
+            self.bgr
+                .get_mut()
+                .ok_or(ConvertError::Shared("the BGR box"))?,
             self.bgr_info.stride()[0] as usize,
         );
         let source = gst_video::VideoFrameRef::from_buffer_ref_readable(&self.bgr, &self.bgr_info)
-            .map_err(|_| "cannot map the BGR box".to_string())?;
-        let out = self.out.get_mut().ok_or("the converted box is shared")?;
+            .map_err(|_| ConvertError::Map("the BGR box"))?;
+        let out = self
+            .out
+            .get_mut()
+            .ok_or(ConvertError::Shared("the converted box"))?;
         let mut out = gst_video::VideoFrameRef::from_buffer_ref_writable(out, &self.out_info)
-            .map_err(|_| "cannot map the converted box".to_string())?;
+            .map_err(|_| ConvertError::Map("the converted box"))?;
         self.converter.frame_ref(&source, &mut out);
 
         let format = self.out_info.format_info();
@@ -246,10 +278,8 @@ impl Part {
                 out.plane_stride()[plane as usize] as usize,
                 target.plane_stride()[plane as usize] as usize,
             );
-            let from = out.plane_data(plane).map_err(|err| err.to_string())?;
-            let to = target
-                .plane_data_mut(plane)
-                .map_err(|err| err.to_string())?;
+            let from = out.plane_data(plane)?;
+            let to = target.plane_data_mut(plane)?;
             for y in rows {
                 let from = &from[(y - box_row) as usize * from_stride + box_x..][..len];
                 to[y as usize * to_stride + x..][..len].copy_from_slice(from);
@@ -272,11 +302,11 @@ fn packed_bgr_info(
     width: u32,
     height: u32,
     like: &gst_video::VideoInfo,
-) -> Result<gst_video::VideoInfo, String> {
-    gst_video::VideoInfo::builder(gst_video::VideoFormat::Bgr, width, height)
+) -> Result<gst_video::VideoInfo, ConvertError> {
+    let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::Bgr, width, height)
         .fps(like.fps())
-        .build()
-        .map_err(|err| err.to_string())
+        .build()?;
+    Ok(info)
 }
 
 /// Copies `region` of `bgr` (packed, `width` pixels a row) into `buffer`'s rows of `stride`
@@ -347,7 +377,7 @@ fn place(crop: CropBox, size: (u32, u32), frame: (u32, u32)) -> Option<Placement
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::talkinghead::imp::VIDEO_FORMATS;
+    use crate::talkinghead::output::VIDEO_FORMATS;
 
     /// Deterministic noise, so that any misplaced or filtered pixel shows.
     fn noise(len: usize, seed: u64) -> Vec<u8> {

@@ -1,11 +1,15 @@
 //! What the element loads and checks before it streams: the avatar and, where there are any, its
 //! two models with the ONNX Runtime library that runs them.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::avatar::{self, Avatar, Source};
-use crate::inference::{self, AudioEncoder, Generator, ModelSource, SessionOptions};
+use crate::avatar::{self, Avatar, AvatarError, Source};
+use crate::inference::{
+    self, AudioEncoder, Generator, InferenceError, ModelSource, SessionOptions,
+};
 
 /// Where the models are looked for in an avatar folder when not set explicitly.
 pub const GENERATOR_IN_AVATAR: &str = "models/generator.onnx";
@@ -28,10 +32,18 @@ pub struct Models {
     pub encoder: Mutex<AudioEncoder>,
     pub generator: Mutex<Generator>,
     /// What inferring one frame took when the element first warmed the models up.
-    pub frame_cost: Mutex<Option<std::time::Duration>>,
+    frame_cost: Mutex<Option<Duration>>,
 }
 
 impl Models {
+    pub fn frame_cost(&self) -> Option<Duration> {
+        *self.frame_cost.lock().unwrap()
+    }
+
+    pub fn set_frame_cost(&self, cost: Duration) {
+        *self.frame_cost.lock().unwrap() = Some(cost);
+    }
+
     /// Makes the locks usable again after a panic while one was held.
     pub fn clear_poison(&self) {
         self.encoder.clear_poison();
@@ -49,12 +61,33 @@ pub struct Resources {
     pub notes: Vec<String>,
 }
 
-pub fn load(wanted: &Wanted) -> Result<Resources, String> {
+/// Why loading failed.
+#[derive(Debug)]
+pub enum LoadError {
+    Avatar(AvatarError),
+    Models(InferenceError),
+    /// One model is set and the other is not: the message names the one set.
+    OneModel(String),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Avatar(err) => write!(f, "Cannot load the avatar: {err}"),
+            LoadError::Models(err) => write!(f, "Cannot load the models: {err}"),
+            LoadError::OneModel(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+pub fn load(wanted: &Wanted) -> Result<Resources, LoadError> {
     let source = match &wanted.avatar {
         Some(path) => Source::Folder(path.clone()),
         None => Source::Builtin(&avatar::DEMO),
     };
-    let avatar = Avatar::load(&source).map_err(|err| format!("Cannot load the avatar: {err}"))?;
+    let avatar = Avatar::load(&source).map_err(LoadError::Avatar)?;
     let mut notes = vec![format!(
         "avatar {}: {} frames of {}x{} ({:?} layout)",
         source.describe(""),
@@ -113,16 +146,16 @@ pub fn load(wanted: &Wanted) -> Result<Resources, String> {
             Some(Arc::new(models))
         }
         (Some(encoder), None) => {
-            return Err(format!(
+            return Err(LoadError::OneModel(format!(
                 "An audio encoder is set ({}) but no generator: set both or neither",
                 encoder.describe()
-            ));
+            )));
         }
         (None, Some(generator)) => {
-            return Err(format!(
+            return Err(LoadError::OneModel(format!(
                 "A generator is set ({}) but no audio encoder: set both or neither",
                 generator.describe()
-            ));
+            )));
         }
     };
     Ok(Resources {
@@ -167,8 +200,8 @@ fn load_models(
     generator: &ModelFile,
     ort_library: Option<&Path>,
     inference_threads: u32,
-) -> Result<Models, String> {
-    let fail = |err: inference::InferenceError| format!("Cannot load the models: {err}");
+) -> Result<Models, LoadError> {
+    let fail = LoadError::Models;
     let library = inference::find_library(ort_library).map_err(fail)?;
     let env = inference::environment(&library).map_err(fail)?;
     let (encoder_name, generator_name) = (encoder.describe(), generator.describe());

@@ -7,9 +7,10 @@ use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::resources::Models;
+use super::EngineError;
 use crate::fault;
 use crate::synth::Tensors;
+use crate::talkinghead::resources::Models;
 
 /// Batches submitted and not yet taken back, at most.
 const IN_FLIGHT: usize = 2;
@@ -22,19 +23,19 @@ struct Job {
 /// A batch the generator has run: its tensors, and the time the run took or why it failed.
 pub struct Done {
     pub tensors: Tensors,
-    pub result: Result<Duration, String>,
+    pub result: Result<Duration, EngineError>,
 }
 
-pub struct InferenceThread {
+pub struct GeneratorThread {
     jobs: Option<SyncSender<Job>>,
     done: Receiver<Done>,
-    /// A batch taken from `done` by [`InferenceThread::done`], not yet waited for.
+    /// A batch taken from `done` by [`GeneratorThread::done`], not yet waited for.
     ready: Option<Done>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl InferenceThread {
-    pub fn new(models: Arc<Models>) -> Result<Self, String> {
+impl GeneratorThread {
+    pub fn new(models: Arc<Models>) -> Result<Self, EngineError> {
         // Bounded queues are preallocated: nothing is allocated per batch. At most two batches
         // are in flight, one running and one queued.
         let (jobs, job_queue) = mpsc::sync_channel::<Job>(IN_FLIGHT);
@@ -58,19 +59,18 @@ impl InferenceThread {
                     }));
                     let result = match run {
                         Ok(Ok(())) => Ok(started.elapsed()),
-                        Ok(Err(err)) => Err(err.to_string()),
-                        Err(panic) => Err(format!(
-                            "the generator failed: {}",
-                            fault::panic_message(&*panic)
-                        )),
+                        Ok(Err(err)) => Err(EngineError::Inference(err)),
+                        Err(panic) => Err(EngineError::GeneratorPanicked(fault::panic_message(
+                            &*panic,
+                        ))),
                     };
                     if done_queue.send(Done { tensors, result }).is_err() {
                         break;
                     }
                 }
             })
-            .map_err(|err| format!("Cannot start the generator thread: {err}"))?;
-        Ok(InferenceThread {
+            .map_err(EngineError::Thread)?;
+        Ok(GeneratorThread {
             jobs: Some(jobs),
             done,
             ready: None,
@@ -103,7 +103,7 @@ impl InferenceThread {
     }
 }
 
-impl Drop for InferenceThread {
+impl Drop for GeneratorThread {
     fn drop(&mut self) {
         self.jobs = None;
         if let Some(thread) = self.thread.take() {

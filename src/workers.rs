@@ -74,7 +74,7 @@ pub struct WorkerPool {
 impl WorkerPool {
     /// A pool running jobs on `threads` threads in all: the caller of [`run`](Self::run) and
     /// `threads − 1` of its own.
-    pub fn new(threads: usize) -> Result<Self, String> {
+    pub fn new(threads: usize) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 job: None,
@@ -95,8 +95,7 @@ impl WorkerPool {
             let shared = pool.shared.clone();
             let thread = thread::Builder::new()
                 .name(format!("talkinghead-{n}"))
-                .spawn(move || worker(&shared))
-                .map_err(|err| format!("cannot start an image worker thread: {err}"))?;
+                .spawn(move || worker(&shared))?;
             pool.threads.push(thread);
         }
         Ok(pool)

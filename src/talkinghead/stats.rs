@@ -1,0 +1,92 @@
+//! The counters behind the `stats` property.
+
+use std::time::{Duration, Instant};
+
+use super::engine::{Stages, Tally};
+
+#[derive(Default)]
+pub struct Stats {
+    pub frames_out: u64,
+    pub frames_inferred: u64,
+    /// Template frames shown for silence (or for want of models).
+    pub frames_idle: u64,
+    /// Template frames shown because inferring them would have made them late.
+    pub frames_late: u64,
+    /// NaN or infinite audio samples replaced by silence.
+    pub samples_non_finite: u64,
+    pub last_batch: u32,
+    /// Time spent rendering (features, generator, composition, conversion), and on the frames
+    /// that went through the generator.
+    render_time: Duration,
+    inference_time: Duration,
+    stages: Stages,
+    first_output: Option<Instant>,
+}
+
+impl Stats {
+    /// Adds what rendering a batch of `frames` frames did.
+    pub fn count(&mut self, tally: &Tally, frames: usize) {
+        self.render_time += tally.time;
+        self.stages.add(&tally.stages);
+        self.inference_time += tally.inference_time;
+        self.last_batch = frames as u32;
+        self.frames_inferred += tally.inferred;
+        self.frames_late += tally.late;
+        self.frames_idle += tally.idle - tally.late;
+    }
+
+    /// Counts a frame pushed downstream.
+    pub fn count_out(&mut self) {
+        self.frames_out += 1;
+        self.first_output.get_or_insert_with(Instant::now);
+    }
+
+    pub fn to_structure(
+        &self,
+        batch_size: u32,
+        queued_frames: usize,
+        latency: gst::ClockTime,
+    ) -> gst::Structure {
+        let per_second = |frames: u64, time: Duration| {
+            let seconds = time.as_secs_f64();
+            if seconds > 0.0 {
+                frames as f64 / seconds
+            } else {
+                0.0
+            }
+        };
+        let rendered = self.frames_inferred + self.frames_idle + self.frames_late;
+        let ms_per = |time: Duration, frames: u64| {
+            if frames > 0 {
+                1e3 * time.as_secs_f64() / frames as f64
+            } else {
+                0.0
+            }
+        };
+        let since_first = self.first_output.map_or(Duration::ZERO, |t| t.elapsed());
+        gst::Structure::builder("application/x-talkinghead-stats")
+            .field("frames-out", self.frames_out)
+            .field("frames-inferred", self.frames_inferred)
+            .field("frames-idle", self.frames_idle)
+            .field("frames-late", self.frames_late)
+            .field("samples-non-finite", self.samples_non_finite)
+            .field("batch-size", batch_size)
+            .field("last-batch", self.last_batch)
+            .field("queued-frames", queued_frames as u64)
+            .field("render-fps", per_second(rendered, self.render_time))
+            .field(
+                "inference-fps",
+                per_second(self.frames_inferred, self.inference_time),
+            )
+            .field("output-fps", per_second(self.frames_out, since_first))
+            .field("encoder-ms", ms_per(self.stages.encoder, rendered))
+            .field(
+                "generator-ms",
+                ms_per(self.stages.generator, self.frames_inferred),
+            )
+            .field("image-ms", ms_per(self.stages.image, rendered))
+            .field("convert-ms", ms_per(self.stages.convert, rendered))
+            .field("latency", latency.nseconds())
+            .build()
+    }
+}

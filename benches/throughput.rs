@@ -398,9 +398,9 @@ fn render_batch(
 ) {
     let frames = batch.len();
     let mark = (allocations(), out.allocations);
-    engine.weigh(batch, -200.0);
+    engine.plan(batch, -200.0);
     let tally = engine
-        .render(batch, false, false, &mut |frame, bgr| out.emit(frame, bgr))
+        .render(batch, false, None, &mut |frame, bgr| out.emit(frame, bgr))
         .unwrap();
     if counting {
         let converting = out.allocations - mark.1;
@@ -429,7 +429,7 @@ fn engine_run(
         avatar.clone(),
         resources.models.clone(),
         batch_size,
-        cache_budget,
+        (cache_budget, 0),
         1,
     )
     .unwrap();

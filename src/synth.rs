@@ -46,7 +46,8 @@ impl fmt::Display for SynthError {
 
 impl std::error::Error for SynthError {}
 
-/// One frame to render: its index in the stream and the template it is painted on.
+/// One frame to render: its index in the stream, the template it is painted on and the face
+/// painted into the template's crop box.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameRequest {
     pub frame: usize,
@@ -54,6 +55,43 @@ pub struct FrameRequest {
     /// Whether every pixel of the frame is read; otherwise only the template's region (see
     /// [`FrameSynth::set_cache`]) holds the frame, and the rest is left as it was.
     pub whole: bool,
+    pub face: Face,
+}
+
+/// What a frame shows inside its template's crop box. `row` is a row of the generator's batch:
+/// the rows inferred are numbered from 0, in the order of the frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Face {
+    /// The template's own pixels.
+    Template,
+    /// The generator's output for this frame and its audio window, inferred as row `row`.
+    Speech { row: usize },
+    /// The generator's output for this frame's template and the silent audio window (see
+    /// [`FrameSynth::set_silent_window`]), inferred as row `row` and kept as the template's
+    /// silent face.
+    NewSilent { row: usize },
+    /// The silent face kept for this frame's template.
+    Silent,
+    /// Row `row`, inferred for a nearby frame, pasted into this frame's own crop box.
+    Held { row: usize },
+}
+
+impl Face {
+    /// The row inferred for this frame, if it is.
+    pub fn inferred_row(self) -> Option<usize> {
+        match self {
+            Face::Speech { row } | Face::NewSilent { row } => Some(row),
+            _ => None,
+        }
+    }
+
+    /// The row of the generator's output this frame shows, if any.
+    fn output_row(self) -> Option<usize> {
+        match self {
+            Face::Speech { row } | Face::NewSilent { row } | Face::Held { row } => Some(row),
+            Face::Template | Face::Silent => None,
+        }
+    }
 }
 
 /// The scratch state of one thread of image work.
@@ -69,27 +107,13 @@ struct Slot {
     frame: Vec<u8>,
 }
 
-/// Where a kept template's region lies in the cache's store: its pixels, packed BGR rows of
-/// `3 × region width` bytes, then its crop resized to 328x328 ([`FaceCrop::bytes`]).
-#[derive(Clone, Copy)]
-struct Kept {
-    region: CropBox,
-    at: usize,
-}
-
-/// A kept template, as read from the store.
-struct Decoded<'a> {
-    region: CropBox,
-    pixels: &'a [u8],
-    crop: &'a [u8],
-}
-
-/// One template's place in the cache.
+/// One index's place in a [`KeptBytes`].
 #[derive(Default)]
 struct Entry {
-    /// Taken by the first thread to keep the template, so that it is kept once.
+    /// Taken by the first thread to keep the index, so that it is kept once.
     claimed: AtomicBool,
-    kept: OnceLock<Kept>,
+    /// Where its bytes start in the store, once written.
+    at: OnceLock<usize>,
 }
 
 /// Bytes that threads write at ranges they each reserved, and read once the range is published.
@@ -131,18 +155,80 @@ impl Store {
     }
 }
 
-/// Decoded templates, each kept once it has been decoded while the budget allows.
+/// Bytes kept per index (a template), each written once, by the first thread to keep it, while
+/// the budget has room, and never dropped. The caller gives each index's length, the same every
+/// time.
 ///
-/// The memory for the budget (or for every template, if less) is taken at once, when the cache
-/// is made, and its pages are mapped as templates fill it: keeping a template never allocates.
-pub struct TemplateCache {
+/// The memory for the budget (or for every index, if less) is taken at once, and its pages are
+/// mapped as they are first written: keeping never allocates.
+struct KeptBytes {
     entries: Vec<Entry>,
+    store: Store,
+    used: AtomicUsize,
+}
+
+impl KeptBytes {
+    /// Room for `count` indices, at most `capacity` bytes.
+    fn new(count: usize, capacity: usize) -> Self {
+        KeptBytes {
+            entries: (0..count).map(|_| Entry::default()).collect(),
+            store: Store::new(capacity),
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn contains(&self, index: usize) -> bool {
+        self.entries[index].at.get().is_some()
+    }
+
+    /// The `len` bytes kept for `index`, if they are.
+    fn get(&self, index: usize, len: usize) -> Option<&[u8]> {
+        let at = *self.entries[index].at.get()?;
+        // SAFETY: a published range is never written again.
+        Some(unsafe { self.store.range(at, len) })
+    }
+
+    /// Keeps `len` bytes for `index`, written by `fill`, unless it is kept already or the
+    /// budget has no room.
+    fn keep(&self, index: usize, len: usize, fill: impl FnOnce(&mut [u8])) {
+        let entry = &self.entries[index];
+        if entry.claimed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(at) = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used + len <= self.store.len()).then_some(used + len)
+            })
+        else {
+            entry.claimed.store(false, Ordering::Relaxed);
+            return;
+        };
+        // SAFETY: the range was reserved above, by this thread alone, and is not yet published.
+        fill(unsafe { self.store.range_mut(at, len) });
+        assert!(entry.at.set(at).is_ok(), "an index is kept once");
+    }
+}
+
+/// A kept template: its region's pixels, packed BGR rows of `3 × region width` bytes, and its
+/// crop resized to 328x328 ([`FaceCrop::bytes`]).
+struct Decoded<'a> {
+    region: CropBox,
+    pixels: &'a [u8],
+    crop: &'a [u8],
+}
+
+/// Decoded templates, each kept once it has been decoded while the budget allows.
+pub struct TemplateCache {
+    kept: KeptBytes,
     /// Per template, the region kept; `None`: the whole frame.
     regions: Vec<Option<CropBox>>,
     frame: CropBox,
     budget: usize,
-    store: Store,
-    used: AtomicUsize,
 }
 
 impl TemplateCache {
@@ -156,31 +242,27 @@ impl TemplateCache {
             .map(|region| kept_size(region.unwrap_or(frame)))
             .sum();
         TemplateCache {
-            entries: (0..avatar.frames.len()).map(|_| Entry::default()).collect(),
+            kept: KeptBytes::new(avatar.frames.len(), budget.min(all)),
             regions,
             frame,
             budget,
-            store: Store::new(budget.min(all)),
-            used: AtomicUsize::new(0),
         }
     }
 
     /// Bytes in use.
     pub fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
+        self.kept.used()
+    }
+
+    fn region(&self, template: usize) -> CropBox {
+        self.regions[template].unwrap_or(self.frame)
     }
 
     /// Template `template`, if it is kept.
     fn get(&self, template: usize) -> Option<Decoded<'_>> {
-        let Kept { region, at } = *self.entries[template].kept.get()?;
-        let len = region_len(region);
-        // SAFETY: a published range is never written again.
-        let (pixels, crop) = unsafe {
-            (
-                self.store.range(at, len),
-                self.store.range(at + len, FaceCrop::LEN),
-            )
-        };
+        let region = self.region(template);
+        let bytes = self.kept.get(template, kept_size(region))?;
+        let (pixels, crop) = bytes.split_at(region_len(region));
         Some(Decoded {
             region,
             pixels,
@@ -190,37 +272,46 @@ impl TemplateCache {
 
     /// Keeps template `template`'s region of `slot`, and its crop, if the budget has room.
     fn keep(&self, template: usize, slot: &Slot) {
-        let entry = &self.entries[template];
-        if entry.claimed.swap(true, Ordering::Relaxed) {
-            return;
-        }
-        let region = self.regions[template].unwrap_or(self.frame);
-        let size = kept_size(region);
-        let Ok(at) = self
-            .used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
-                (used + size <= self.store.len()).then_some(used + size)
-            })
-        else {
-            entry.claimed.store(false, Ordering::Relaxed);
-            return;
-        };
-        // SAFETY: the range was reserved above, by this thread alone, and is not yet published.
-        let bytes = unsafe { self.store.range_mut(at, size) };
-        let (pixels, crop) = bytes.split_at_mut(region_len(region));
+        let region = self.region(template);
         let stride = 3 * self.frame.width() as usize;
-        let row = 3 * region.width() as usize;
-        for (y, pixels) in (region.y0 as usize..region.y1 as usize).zip(pixels.chunks_mut(row)) {
-            pixels.copy_from_slice(&slot.frame[y * stride + 3 * region.x0 as usize..][..row]);
-        }
-        crop.copy_from_slice(slot.crop.bytes());
-        assert!(
-            entry.kept.set(Kept { region, at }).is_ok(),
-            "a template is kept once"
-        );
+        self.kept.keep(template, kept_size(region), |bytes| {
+            let (pixels, crop) = bytes.split_at_mut(region_len(region));
+            copy_region(&slot.frame, stride, region, pixels);
+            crop.copy_from_slice(slot.crop.bytes());
+        });
     }
 }
 
+/// Each template's silent face, as made ([`Face::NewSilent`]) while the budget allows: the
+/// pixels of its crop box, packed BGR rows.
+struct SilentFaces {
+    kept: KeptBytes,
+}
+
+impl SilentFaces {
+    fn new(avatar: &Avatar, budget: usize) -> Self {
+        let all: usize = avatar.frames.iter().map(|t| region_len(t.crop)).sum();
+        SilentFaces {
+            kept: KeptBytes::new(avatar.frames.len(), budget.min(all)),
+        }
+    }
+}
+
+/// Copies `region` of `frame` (rows of `stride` bytes) into `out`, packed.
+fn copy_region(frame: &[u8], stride: usize, region: CropBox, out: &mut [u8]) {
+    let row = 3 * region.width() as usize;
+    for (y, pixels) in (region.y0 as usize..region.y1 as usize).zip(out.chunks_mut(row)) {
+        pixels.copy_from_slice(&frame[y * stride + 3 * region.x0 as usize..][..row]);
+    }
+}
+
+/// Copies packed `pixels` into `region` of `frame` (rows of `stride` bytes).
+fn paste_pixels(pixels: &[u8], region: CropBox, frame: &mut [u8], stride: usize) {
+    let row = 3 * region.width() as usize;
+    for (y, pixels) in (region.y0 as usize..region.y1 as usize).zip(pixels.chunks(row)) {
+        frame[y * stride + 3 * region.x0 as usize..][..row].copy_from_slice(pixels);
+    }
+}
 /// `regions`, less those that do not hold their template's crop box.
 fn holding_crops(avatar: &Avatar, regions: Vec<Option<CropBox>>) -> Vec<Option<CropBox>> {
     assert_eq!(regions.len(), avatar.frames.len(), "a region per template");
@@ -291,6 +382,9 @@ impl Tensors {
 pub struct FrameSynth {
     work: Workers,
     cache: TemplateCache,
+    silent: SilentFaces,
+    /// The generator's audio input for silence ([`Face::NewSilent`]); empty until set.
+    silent_window: Vec<f32>,
     /// A template frame decoded for cross-fading.
     template: Vec<u8>,
 }
@@ -330,6 +424,8 @@ impl FrameSynth {
         Ok(Self {
             work,
             cache: TemplateCache::new(avatar, cache_budget, vec![None; avatar.frames.len()]),
+            silent: SilentFaces::new(avatar, 0),
+            silent_window: Vec::new(),
             template: vec![0; frame_len],
         })
     }
@@ -354,6 +450,26 @@ impl FrameSynth {
         }
     }
 
+    /// Sets the generator's audio input for silence (the [`FRAME_WINDOW_LEN`] floats of a
+    /// window of digital silence) and keeps up to `budget` bytes of silent faces, dropping
+    /// those kept so far.
+    pub fn set_silence(&mut self, avatar: &Avatar, window: &[f32], budget: usize) {
+        assert_eq!(window.len(), FRAME_WINDOW_LEN, "one frame's audio window");
+        self.silent_window.clear();
+        self.silent_window.extend_from_slice(window);
+        self.silent = SilentFaces::new(avatar, budget);
+    }
+
+    /// Whether template `template`'s silent face is kept.
+    pub fn has_silent_face(&self, template: usize) -> bool {
+        self.silent.kept.contains(template)
+    }
+
+    /// Bytes of silent faces kept so far.
+    pub fn silent_bytes(&self) -> usize {
+        self.silent.kept.used()
+    }
+
     /// The frame rendered into slot `slot` of `bank`: packed BGR, `3 × width` bytes a row.
     pub fn frame(&mut self, bank: usize, slot: usize) -> &[u8] {
         &self.work.slots[bank * self.work.batch + slot]
@@ -362,8 +478,8 @@ impl FrameSynth {
             .frame
     }
 
-    /// Decodes the templates of `requests` (at most the batch size) into their slots: the idle
-    /// picture, as shown during silence.
+    /// Decodes the templates of `requests` (at most the batch size) into their slots: the
+    /// picture without a face painted in.
     pub fn render_templates(
         &mut self,
         avatar: &Avatar,
@@ -378,29 +494,38 @@ impl FrameSynth {
     }
 
     /// Renders `requests` (at most the batch size) into bank 0 with one generator call over the
-    /// batch in `tensors`, cross-faded with their templates by `weights` (see
-    /// [`FrameSynth::compose`]).
+    /// rows they infer, packed into `tensors`, cross-faded with their templates by `weights` (see
+    /// [`FrameSynth::compose`]). Frames held from row 0 when none are inferred take it from
+    /// `held`, the output of an earlier call.
     ///
     /// `generator` maps images [n, 6, 320, 320] and audio [n, 32, 16, 16] to [n, 3, 320, 320].
-    /// The features must hold every requested frame's window.
-    pub fn render_speech<E: From<SynthError>>(
+    /// The features must hold every window of a frame with a [`Face::Speech`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn render<E: From<SynthError>>(
         &mut self,
         avatar: &Avatar,
         requests: &[FrameRequest],
         weights: &[f32],
         features: &FeatureStream,
         tensors: &mut Tensors,
+        held: &[f32],
         generator: impl FnOnce(&[f32], &[f32], &mut [f32]) -> Result<(), E>,
     ) -> Result<(), E> {
         self.prepare(0, avatar, requests, features, tensors)?;
-        let (images, audio, output) = tensors.split(requests.len());
-        generator(images, audio, output)?;
-        Ok(self.compose(0, avatar, requests, weights, tensors)?)
+        let rows = inferred_rows(requests);
+        let output = if rows > 0 {
+            let (images, audio, output) = tensors.split(rows);
+            generator(images, audio, output)?;
+            &tensors.output[..]
+        } else {
+            held
+        };
+        Ok(self.compose(0, avatar, requests, weights, output)?)
     }
 
     /// Puts the templates of `requests` (at most the batch size) into the slots of `bank` and
-    /// packs the generator's inputs for them into `tensors`. The features must hold every
-    /// requested frame's window.
+    /// packs the generator's inputs for the rows they infer into `tensors`. The features must
+    /// hold every window of a frame with a [`Face::Speech`].
     pub fn prepare(
         &mut self,
         bank: usize,
@@ -413,44 +538,85 @@ impl FrameSynth {
         let images = Disjoint::new(&mut tensors.images);
         let audio = Disjoint::new(&mut tensors.audio);
         let cache = &self.cache;
+        let silent_window = &self.silent_window[..];
         self.work
-            .for_each_slot(bank, requests, &|worker, slot, request, k| {
-                template(worker, slot, cache, avatar, request, true)?;
-                // SAFETY: slot k's tensor chunks are written by slot k's task only.
-                let (image, audio) =
-                    unsafe { (images.chunk(k, INPUT_LEN), audio.chunk(k, FRAME_WINDOW_LEN)) };
+            .for_each_slot(bank, requests, &|worker, slot, request, _| {
+                let face = request.face;
+                template(
+                    worker,
+                    slot,
+                    cache,
+                    avatar,
+                    request,
+                    face.output_row().is_some(),
+                )?;
+                let Some(row) = face.inferred_row() else {
+                    return Ok(());
+                };
+                // SAFETY: each row is inferred for one frame, whose task alone writes it.
+                let (image, audio) = unsafe {
+                    (
+                        images.chunk(row, INPUT_LEN),
+                        audio.chunk(row, FRAME_WINDOW_LEN),
+                    )
+                };
                 compose::pack_input(&slot.crop, image);
-                features.write_frame_window(request.frame, audio);
+                match face {
+                    Face::NewSilent { .. } => audio.copy_from_slice(silent_window),
+                    _ => features.write_frame_window(request.frame, audio),
+                }
                 Ok(())
             })
     }
 
-    /// Pastes the generator's output in `tensors` into the slots of `bank` that
-    /// [`FrameSynth::prepare`] filled for `requests`, then cross-fades each slot `i` back towards
-    /// its template: `weights[i] · rendered + (1 − weights[i]) · template` inside the crop box.
+    /// Paints each face into the slots of `bank` that [`FrameSynth::prepare`] filled for
+    /// `requests`: rows of the generator's `output` [n, 3, 320, 320] pasted into the frame's crop
+    /// box, or a silent face kept. A new silent face is kept as well, if the budget has room.
+    /// Then each slot `i` is cross-faded back towards its template:
+    /// `weights[i] · face + (1 − weights[i]) · template` inside the crop box.
     pub fn compose(
         &mut self,
         bank: usize,
         avatar: &Avatar,
         requests: &[FrameRequest],
         weights: &[f32],
-        tensors: &Tensors,
+        output: &[f32],
     ) -> Result<(), SynthError> {
-        let output = &tensors.output;
+        let silent = &self.silent;
         self.work
-            .for_each_slot(bank, requests, &|worker, slot, request, k| {
-                compose::unpack_output(&output[k * OUTPUT_LEN..][..OUTPUT_LEN], &mut slot.crop);
+            .for_each_slot(bank, requests, &|worker, slot, request, _| {
                 let (width, height) = (avatar.width as usize, avatar.height as usize);
-                let mut frame = BgrImage::new(&mut slot.frame[..], width, height, 3 * width);
                 let crop_box = avatar.frames[request.template].crop;
-                worker.compositor.paste(&slot.crop, &mut frame, crop_box);
+                let face = request.face;
+                if let Some(row) = face.output_row() {
+                    compose::unpack_output(
+                        &output[row * OUTPUT_LEN..][..OUTPUT_LEN],
+                        &mut slot.crop,
+                    );
+                    let mut frame = BgrImage::new(&mut slot.frame[..], width, height, 3 * width);
+                    worker.compositor.paste(&slot.crop, &mut frame, crop_box);
+                }
+                let len = region_len(crop_box);
+                match face {
+                    Face::NewSilent { .. } => silent.kept.keep(request.template, len, |bytes| {
+                        copy_region(&slot.frame, 3 * width, crop_box, bytes)
+                    }),
+                    Face::Silent => {
+                        let pixels = silent
+                            .kept
+                            .get(request.template, len)
+                            .expect("a silent face is only asked for once kept");
+                        paste_pixels(pixels, crop_box, &mut slot.frame, 3 * width);
+                    }
+                    _ => {}
+                }
                 Ok(())
             })?;
         self.fade_to_template(bank, avatar, requests, weights)
     }
 
-    /// Cross-fades the slots of `bank` towards their templates by `weights`; slots with weight 1
-    /// are left as they are.
+    /// Cross-fades the slots of `bank` towards their templates by `weights`; slots with weight 1,
+    /// and those that show their template, are left as they are.
     fn fade_to_template(
         &mut self,
         bank: usize,
@@ -474,33 +640,35 @@ impl FrameSynth {
         let worker = workers[0].get_mut().unwrap_or_else(PoisonError::into_inner);
         let bank = &mut slots[bank * *batch..][..*batch];
         for ((slot, request), &weight) in bank.iter_mut().zip(requests).zip(weights) {
-            if weight >= 1.0 {
+            if weight >= 1.0 || request.face == Face::Template {
                 continue;
             }
             let slot = slot.get_mut().unwrap_or_else(PoisonError::into_inner);
             let template = &avatar.frames[request.template];
-            let pixels: &[u8] = match cache.get(request.template) {
-                Some(decoded) => {
-                    paste_region(&decoded, scratch, stride);
-                    scratch
-                }
-                None => {
-                    worker
-                        .decoder
-                        .decode_bgr(
-                            &template.jpeg,
-                            scratch,
-                            (avatar.width, avatar.height),
-                            stride,
-                        )
-                        .map_err(|message| decode_error(template, message))?;
-                    scratch
-                }
-            };
-            compose::blend_box(&mut slot.frame, pixels, stride, template.crop, weight);
+            match cache.get(request.template) {
+                Some(decoded) => paste_pixels(decoded.pixels, decoded.region, scratch, stride),
+                None => worker
+                    .decoder
+                    .decode_bgr(
+                        &template.jpeg,
+                        scratch,
+                        (avatar.width, avatar.height),
+                        stride,
+                    )
+                    .map_err(|message| decode_error(template, message))?,
+            }
+            compose::blend_box(&mut slot.frame, scratch, stride, template.crop, weight);
         }
         Ok(())
     }
+}
+
+/// How many rows `requests` infer.
+pub fn inferred_rows(requests: &[FrameRequest]) -> usize {
+    requests
+        .iter()
+        .filter(|request| request.face.inferred_row().is_some())
+        .count()
 }
 
 impl Workers {
@@ -562,7 +730,7 @@ fn template(
     if let Some(decoded) = &kept
         && (!request.whole || decoded.region == cache.frame)
     {
-        paste_region(decoded, &mut slot.frame, 3 * width);
+        paste_pixels(decoded.pixels, decoded.region, &mut slot.frame, 3 * width);
         if with_crop {
             slot.crop.copy_from_bytes(decoded.crop);
         }
@@ -587,15 +755,6 @@ fn template(
         .crop(&frame, template.crop, &mut slot.crop);
     cache.keep(index, slot);
     Ok(())
-}
-
-/// Copies a kept region back into its place in `frame` (rows of `stride` bytes).
-fn paste_region(decoded: &Decoded, frame: &mut [u8], stride: usize) {
-    let region = decoded.region;
-    let row = 3 * region.width() as usize;
-    for (y, pixels) in (region.y0 as usize..region.y1 as usize).zip(decoded.pixels.chunks(row)) {
-        frame[y * stride + 3 * region.x0 as usize..][..row].copy_from_slice(pixels);
-    }
 }
 
 fn decode_error(template: &Template, message: String) -> SynthError {
@@ -625,6 +784,7 @@ mod tests {
                 frame,
                 template,
                 whole,
+                face: Face::Template,
             })
             .collect()
     }

@@ -291,13 +291,16 @@ fn stats(h: &Harness) -> gst::Structure {
 }
 
 #[test]
-fn stats_count_inferred_and_idle_frames() {
-    // Silent audio: with models every frame is idle at the default threshold, and inferred when
-    // the threshold is off; without models every frame is idle.
-    for (mut h, threshold, inferred) in [
-        (harness(), None, 0),
-        (harness(), Some(-200.0), 100),
-        (harness_without_models("stats"), None, 0),
+fn stats_count_inferred_silent_and_idle_frames() {
+    // Silent audio: with models at the default threshold, the frames whose window reads padding
+    // (the first 8, the reference's last 7 and the element's extra frame) are inferred, and the others show their template's silent
+    // face, made the first time the template comes (frames 8 to 59: templates 9 to 59 and 58,
+    // 57, …; the ping-pong brings 50 to 59 back within two batches) and kept after; when the
+    // threshold is off every frame is inferred; without models every frame is idle.
+    for (mut h, threshold, inferred, silent) in [
+        (harness(), None, 16, 84),
+        (harness(), Some(-200.0), 100, 0),
+        (harness_without_models("stats"), None, 0, 0),
     ] {
         if let Some(threshold) = threshold {
             h.element()
@@ -314,11 +317,14 @@ fn stats_count_inferred_and_idle_frames() {
             inferred,
             "{stats}"
         );
-        assert_eq!(
-            stats.get::<u64>("frames-idle").unwrap(),
-            100 - inferred,
-            "{stats}"
-        );
+        let count = |field| stats.get::<u64>(field).unwrap();
+        let made = count("silent-faces");
+        assert_eq!(count("frames-inferred"), inferred + made, "{stats}");
+        assert_eq!(count("frames-silent"), silent - made, "{stats}");
+        if silent > 0 {
+            assert!((51..=61).contains(&made), "{stats}");
+        }
+        assert_eq!(count("frames-idle"), 100 - inferred - silent, "{stats}");
         assert_eq!(stats.get::<u64>("frames-late").unwrap(), 0, "{stats}");
         assert_eq!(stats.get::<u32>("batch-size").unwrap(), 8);
         assert!(stats.get::<f64>("render-fps").unwrap() > 0.0, "{stats}");

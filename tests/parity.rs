@@ -49,35 +49,53 @@ fn models() -> &'static (PathBuf, PathBuf) {
     })
 }
 
-fn element_frames(batch_size: u32) -> Frames {
+/// The element's frames of `clip` on the demo avatar with the test models, with `properties`
+/// set on it, and its `stats` at the end.
+fn element_frames_of(clip: &Path, properties: &str) -> (Frames, gst::Structure) {
     let (encoder, generator) = models();
-    let clip = root().join("models/demo/speech.wav");
-    collect(
+    let head = std::sync::OnceLock::new();
+    let frames = collect(
         &format!(
             "filesrc location={} ! wavparse ! audioconvert ! audioresample ! \
-             talkinghead name=head batch-size={batch_size} \
-             silence-threshold=-200 blend-frames=1 ! video/x-raw,format=BGR ! \
+             talkinghead name=head {properties} ! video/x-raw,format=BGR ! \
              appsink name=sink sync=false",
             clip.display()
         ),
         |pipeline| {
-            let head = pipeline.by_name("head").unwrap();
-            head.set_property("avatar", root().join("models/demo").to_str().unwrap());
-            head.set_property("audio-encoder", encoder.to_str().unwrap());
-            head.set_property("generator", generator.to_str().unwrap());
+            let element = pipeline.by_name("head").unwrap();
+            element.set_property("avatar", root().join("models/demo").to_str().unwrap());
+            element.set_property("audio-encoder", encoder.to_str().unwrap());
+            element.set_property("generator", generator.to_str().unwrap());
+            head.set(element).unwrap();
         },
-    )
+    );
+    let stats = head.get().unwrap().property::<gst::Structure>("stats");
+    (frames, stats)
+}
+
+fn element_frames(batch_size: u32) -> Frames {
+    let clip = root().join("models/demo/speech.wav");
+    let properties = format!("batch-size={batch_size} silence-threshold=-200");
+    element_frames_of(&clip, &properties).0
 }
 
 fn reference_frames() -> Frames {
+    reference_frames_of(&root().join("models/demo/speech.wav"))
+}
+
+fn reference_frames_of(clip: &Path) -> Frames {
     let (encoder, generator) = models();
-    let out = std::env::temp_dir().join(format!("talkinghead-reference-{}", std::process::id()));
+    let out = std::env::temp_dir().join(format!(
+        "talkinghead-reference-{}-{}",
+        clip.file_stem().unwrap().to_str().unwrap(),
+        std::process::id()
+    ));
     run(Command::new(python())
         .arg(root().join("tools/reference.py"))
         .arg("--avatar")
         .arg(root().join("models/demo"))
         .arg("--audio")
-        .arg(root().join("models/demo/speech.wav"))
+        .arg(clip)
         .arg("--encoder")
         .arg(encoder)
         .arg("--generator")
@@ -113,7 +131,41 @@ fn frames_match_the_reference() {
         (reference.width, reference.height)
     );
     let width = ours.width;
+    assert_matches(&ours, &reference, &avatar);
 
+    // The element's extra trailing frame: the template outside the crop box, painted inside it.
+    let mut decoder = gsttalkinghead::avatar::JpegDecoder::new().unwrap();
+    for (n, frame) in ours.frames.iter().enumerate().skip(reference.frames.len()) {
+        let template =
+            &avatar.frames[gsttalkinghead::avatar::pingpong(n as u64, avatar.frames.len())];
+        let mut expected = vec![0; frame.len()];
+        let size = (avatar.width, avatar.height);
+        decoder
+            .decode_bgr(&template.jpeg, &mut expected, size, 3 * width)
+            .unwrap();
+        let crop = template.crop;
+        for (i, (a, b)) in frame.iter().zip(&expected).enumerate() {
+            let (x, y) = ((i / 3) % width, i / 3 / width);
+            let inside = (crop.x0 as usize..crop.x1 as usize).contains(&x)
+                && (crop.y0 as usize..crop.y1 as usize).contains(&y);
+            assert!(
+                inside || a == b,
+                "trailing frame {n}: pixel ({x}, {y}) is not the template's"
+            );
+        }
+        assert!(frame != &expected, "trailing frame {n} was not painted");
+    }
+}
+
+/// Asserts that each frame the reference made matches the element's within the speech
+/// tolerance: a mean absolute difference of at most 0.5/255 and 99 % of values within ±2 in the
+/// frame's crop box, and nothing different outside it.
+fn assert_matches(ours: &Frames, reference: &Frames, avatar: &gsttalkinghead::avatar::Avatar) {
+    assert_eq!(
+        (ours.width, ours.height),
+        (reference.width, reference.height)
+    );
+    let width = ours.width;
     let mut worst_mean: f64 = 0.0;
     let mut worst_within: f64 = 1.0;
     for (n, (ours, theirs)) in ours.frames.iter().zip(&reference.frames).enumerate() {
@@ -149,32 +201,104 @@ fn frames_match_the_reference() {
         worst_within = worst_within.min(within);
     }
     eprintln!(
-        "249 frames: worst mean abs difference {worst_mean:.4}, worst share within ±2 {:.4}%",
+        "{} frames: worst mean abs difference {worst_mean:.4}, worst share within ±2 {:.4}%",
+        reference.frames.len(),
         100.0 * worst_within
     );
+}
 
-    // The element's extra trailing frame: the template outside the crop box, painted inside it.
-    let mut decoder = gsttalkinghead::avatar::JpegDecoder::new().unwrap();
-    for (n, frame) in ours.frames.iter().enumerate().skip(reference.frames.len()) {
-        let template =
-            &avatar.frames[gsttalkinghead::avatar::pingpong(n as u64, avatar.frames.len())];
-        let mut expected = vec![0; frame.len()];
-        let size = (avatar.width, avatar.height);
-        decoder
-            .decode_bgr(&template.jpeg, &mut expected, size, 3 * width)
-            .unwrap();
-        let crop = template.crop;
-        for (i, (a, b)) in frame.iter().zip(&expected).enumerate() {
-            let (x, y) = ((i / 3) % width, i / 3 / width);
-            let inside = (crop.x0 as usize..crop.x1 as usize).contains(&x)
-                && (crop.y0 as usize..crop.y1 as usize).contains(&y);
-            assert!(
-                inside || a == b,
-                "trailing frame {n}: pixel ({x}, {y}) is not the template's"
-            );
-        }
-        assert!(frame != &expected, "trailing frame {n} was not painted");
+/// The bundled clip with digital silence added inside two of its pauses (at 3.7 s and 7.2 s, for
+/// pauses of about 2 s and 4.8 s in all), as a 16 kHz WAV file.
+fn clip_with_pauses(path: &Path) {
+    let mut samples = common::read_wav_s16(&root().join("models/demo/speech.wav"));
+    for (at, seconds) in [(115_200, 4.0), (59_200, 1.2)] {
+        let zeros = (16_000.0 * seconds) as usize;
+        samples.splice(at..at, std::iter::repeat_n(0, zeros));
     }
+    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut wav = Vec::with_capacity(44 + data.len());
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    for field in [16u32, 1 | 1 << 16, 16_000, 32_000, 2 | 16 << 16] {
+        wav.extend_from_slice(&field.to_le_bytes());
+    }
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    std::fs::write(path, wav).unwrap();
+}
+
+/// Frames of `clip` whose audio window is silent at the default threshold, as the engine
+/// decides it, out of `frames`.
+fn silent_frames(clip: &Path, frames: usize) -> Vec<usize> {
+    let samples: Vec<f32> = common::read_wav_s16(clip)
+        .iter()
+        .map(|&s| f32::from(s) / 32768.0)
+        .collect();
+    let mut stream = gsttalkinghead::audio::stream::FeatureStream::new(64);
+    stream.push(&samples);
+    stream.finish();
+    stream.encode(|_, _| Ok::<(), ()>(())).unwrap();
+    (0..frames)
+        .filter(|&frame| stream.window_silent(frame, -50.0))
+        .collect()
+}
+
+#[test]
+fn pauses_match_the_reference_at_the_default_settings() {
+    let clip = std::env::temp_dir().join(format!("talkinghead-pauses-{}.wav", std::process::id()));
+    clip_with_pauses(&clip);
+    let reference = reference_frames_of(&clip);
+    let (ours, stats) = element_frames_of(&clip, "");
+    let avatar = gsttalkinghead::avatar::Avatar::load(&gsttalkinghead::avatar::Source::Folder(
+        root().join("models/demo"),
+    ))
+    .unwrap();
+    // 15.2 s: 380 frames from the element, 379 from the reference.
+    assert_eq!(ours.frames.len(), 380);
+    assert_eq!(reference.frames.len(), 379);
+    assert_matches(&ours, &reference, &avatar);
+
+    // The silent frames showed silent faces, each made once per template and kept after.
+    let silent = silent_frames(&clip, ours.frames.len());
+    let templates: std::collections::BTreeSet<usize> = silent
+        .iter()
+        .map(|&n| gsttalkinghead::avatar::pingpong(n as u64, avatar.frames.len()))
+        .collect();
+    let count = |field: &str| stats.get::<u64>(field).unwrap();
+    eprintln!(
+        "{} silent frames on {} templates; stats: {stats}",
+        silent.len(),
+        templates.len()
+    );
+    assert!(silent.len() >= 100, "{} silent frames", silent.len());
+    assert_eq!(
+        count("frames-silent") + count("silent-faces"),
+        silent.len() as u64
+    );
+    // A template's silent face is made again only when the template comes back (where the
+    // ping-pong turns) within two batches of 8, before the first one has landed.
+    let template = |n: usize| gsttalkinghead::avatar::pingpong(n as u64, avatar.frames.len());
+    let comebacks = silent
+        .iter()
+        .filter(|&&n| {
+            silent
+                .iter()
+                .any(|&m| m < n && n - m < 16 && template(m) == template(n))
+        })
+        .count() as u64;
+    let made = count("silent-faces");
+    assert!(made >= templates.len() as u64, "{made} silent faces made");
+    assert!(
+        made <= templates.len() as u64 + comebacks,
+        "{made} silent faces made, {comebacks} templates back within two batches"
+    );
+    assert_eq!(
+        count("frames-inferred") + count("frames-silent"),
+        ours.frames.len() as u64
+    );
+    std::fs::remove_file(clip).unwrap();
 }
 
 #[test]

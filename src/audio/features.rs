@@ -162,6 +162,17 @@ pub fn write_frame_window<'a>(
     }
 }
 
+/// Whether frame `frame`'s window (ready) has rows outside P, written as zeros: the first eight
+/// frames of a stream, and the last ones once it has ended.
+pub fn window_padded(frame: usize, embeddings: EmbeddingCount) -> bool {
+    (0..FRAME_WINDOW_ROWS).any(|offset| {
+        (frame + offset)
+            .checked_sub(FRAME_WINDOW_ROWS_BEFORE)
+            .and_then(|padded_row| padded_row_source(padded_row, embeddings))
+            .is_none()
+    })
+}
+
 /// The encoder output that row `padded_row` of P repeats, or `None` past P's end.
 fn padded_row_source(padded_row: usize, embeddings: EmbeddingCount) -> Option<usize> {
     let index = padded_row.saturating_sub(1);

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use super::features::{
     EMBEDDING_LEN, ENCODER_INPUT_LEN, ENCODER_WINDOW_FRAMES, EmbeddingCount, embeddings_needed,
     encoder_window_count, encoder_window_start, encoder_windows_ready, pack_encoder_input,
-    write_frame_window,
+    window_padded, write_frame_window,
 };
 use super::mel::{HOP_LENGTH, MelFrame, MelStream};
 
@@ -134,6 +134,19 @@ impl FeatureStream {
         } else {
             SILENCE_FLOOR_DB
         }
+    }
+
+    /// Whether frame `frame`'s window (ready) reads nothing but audio under `threshold_db` (see
+    /// [`FeatureStream::window_level_db`]) and no row outside the encoder outputs: the audio
+    /// input of such a frame is the same as for digital silence, for digital silence.
+    pub fn window_silent(&self, frame: usize, threshold_db: f32) -> bool {
+        // Encoded or not yet, the windows there are (all of them, once the stream has ended).
+        let windows = if self.finished {
+            EmbeddingCount::Final(self.windows_total())
+        } else {
+            EmbeddingCount::SoFar(self.windows_total())
+        };
+        self.window_level_db(frame) < threshold_db && !window_padded(frame, windows)
     }
 
     fn mel_total(&self) -> usize {
@@ -306,6 +319,64 @@ mod tests {
         assert_eq!(loud, (14..=34).collect::<Vec<_>>());
         let level = stream.window_level_db(25);
         assert!((level - 10.0 * 0.25f32.log10()).abs() < 0.01, "{level}");
+    }
+
+    /// Frame `frame`'s window in `stream`.
+    fn window(stream: &FeatureStream, frame: usize) -> Vec<f32> {
+        let mut window = vec![0.0; FRAME_WINDOW_LEN];
+        stream.write_frame_window(frame, &mut window);
+        window
+    }
+
+    #[test]
+    fn a_silent_window_is_the_window_of_digital_silence() {
+        // The window of frame 8 of a stream of silence: the first that reads no padding.
+        let mut silence = FeatureStream::new(8);
+        silence.push(&vec![
+            0.0;
+            crate::audio::features::samples_needed_for_frame(8)
+                as usize
+        ]);
+        silence.encode(fake_encoder).unwrap();
+        let silent = window(&silence, 8);
+        // Silence, 1 s of speech, 1.5 s of silence, 1 s of speech, 1 s of silence.
+        let speech = signal(16_000);
+        let mut audio = vec![0.0; 8_000];
+        audio.extend(speech.iter().map(|s| s + 0.01));
+        audio.extend(vec![0.0; 24_000]);
+        audio.extend(speech.iter().map(|s| s + 0.01));
+        audio.extend(vec![0.0; 16_000]);
+        let mut stream = FeatureStream::new(8);
+        stream.push(&audio);
+        stream.finish();
+        // Which frames are silent is known before their windows are encoded.
+        let before: Vec<bool> = (0..200).map(|f| stream.window_silent(f, -50.0)).collect();
+        stream.encode(fake_encoder).unwrap();
+        let after: Vec<bool> = (0..200).map(|f| stream.window_silent(f, -50.0)).collect();
+        assert_eq!(before, after);
+        let frames =
+            crate::audio::features::reference_frame_count(match stream.embedding_count() {
+                crate::audio::features::EmbeddingCount::Final(count) => count,
+                other => panic!("{other:?}"),
+            });
+        let silent_frames: Vec<usize> = (0..frames)
+            .filter(|&frame| stream.window_silent(frame, -50.0))
+            .collect();
+        for &frame in &silent_frames {
+            assert!(window(&stream, frame) == silent, "frame {frame}");
+        }
+        // Frames 0 to 7 read padding, and so do the last seven; frames whose window reads speech
+        // are not silent; the middle of the pause is.
+        assert!(silent_frames.iter().all(|&f| f >= 8 && f + 7 < frames));
+        let pause = 25 * (8_000 + 16_000) / 16_000..25 * (8_000 + 40_000) / 16_000;
+        let in_pause = silent_frames
+            .iter()
+            .filter(|&&f| pause.contains(&f))
+            .count();
+        assert!(in_pause >= 15, "{in_pause} silent frames in the pause");
+        assert!(!silent_frames.contains(&pause.start) && !silent_frames.contains(&(pause.end - 1)));
+        // Under a threshold below digital silence's level, nothing is silent.
+        assert!((0..frames).all(|frame| !stream.window_silent(frame, SILENCE_FLOOR_DB)));
     }
 
     #[test]

@@ -752,7 +752,10 @@ impl TalkingHead {
             avatar,
             models,
             batch_size,
-            settings.template_cache_bytes(),
+            (
+                settings.template_cache_bytes(),
+                settings.silent_cache_bytes(),
+            ),
             settings.blend_frames,
         )
         .map_err(|err| gst::error_msg!(gst::LibraryError::Init, ("{err}")))?;

@@ -71,8 +71,8 @@ impl TalkingHead {
     }
 
     /// Renders `first` and the frames queued right behind it, up to the batch size, and pushes
-    /// them. Live, it waits for more frames while the first one's deadline allows, and renders
-    /// the batch idle if inferring it would miss that deadline or downstream QoS says it is late.
+    /// them. Live, it waits for more frames while the first one's deadline allows, and infers
+    /// only the share of the frames that the deadline and downstream QoS leave time for.
     pub(super) fn render_batch(
         &self,
         renderer: &mut Renderer,
@@ -117,10 +117,10 @@ impl TalkingHead {
             }
         }
 
-        // Which frames have speech to infer, and whether inferring them would be late.
-        let to_infer = engine.weigh(batch, threshold_db);
-        let late_by = if to_infer > 0 {
-            self.late_by(live, deadline, batch.frames(), &costs)
+        // What each frame shows, and how many of the frames to infer there is time for.
+        let rows = engine.plan(batch, threshold_db);
+        let short = if rows > 0 {
+            self.shortfall(live, deadline, batch.frames()[0], rows, &costs)
         } else {
             None
         };
@@ -137,14 +137,14 @@ impl TalkingHead {
             .render(
                 batch,
                 live.is_some(),
-                late_by.is_some(),
+                short.map(|(budget, _)| budget),
                 &mut |frame, bgr| {
                     buffers.push(self.output_buffer(format, frame, bgr));
                 },
             )
             .map_err(|err| self.render_failed(err))?;
-        if let Some(late_by) = late_by {
-            self.post_qos(live, span, tally.late, late_by);
+        if let Some((_, late_by)) = short {
+            self.post_qos(live, span, tally.held + tally.late, late_by);
         }
         self.stats.lock().unwrap().count(&tally, batch_len);
         self.push_rendered(buffers)
@@ -202,48 +202,51 @@ impl TalkingHead {
         Ok(gst::FlowSuccess::Ok)
     }
 
-    /// How late the batch `frames` would be if inferred: past the first frame's `deadline` once
-    /// rendered at the predicted cost, or before the earliest running time downstream QoS asks
-    /// for. `None` when it is in time.
-    pub(super) fn late_by(
+    /// How many of the `rows` frames to infer in a batch starting with `first` there is time
+    /// for, when not all: what the predicted cost leaves of the time to the first frame's
+    /// `deadline`, or none before the earliest running time downstream QoS asks for. With it,
+    /// how late inferring them all would be. `None` when all are in time.
+    pub(super) fn shortfall(
         &self,
         live: Option<&LiveClock>,
         deadline: Option<Duration>,
-        frames: &[Frame],
+        first: Frame,
+        rows: usize,
         costs: &Costs,
-    ) -> Option<Duration> {
-        let first = frames.first()?;
+    ) -> Option<(usize, Duration)> {
         if let (Some(live), Some(deadline)) = (live, deadline) {
             let now = live.now();
             gst::log!(
                 CAT,
                 imp = self,
-                "Batch of {} from frame {}: {:?} to infer, {:?} to its deadline",
-                frames.len(),
+                "Batch from frame {}: {:?} to infer {rows} frames, {:?} to its deadline",
                 first.index,
-                costs.inferred(frames.len()),
+                costs.inferred(rows),
                 deadline.saturating_sub(now)
             );
-            if let Some(late_by) = live.timing.late_by(now, deadline, costs, frames.len()) {
-                return Some(late_by);
+            if let Some(late_by) = live.timing.late_by(now, deadline, costs, rows) {
+                let budget = live.timing.affordable(now, deadline, costs, rows);
+                return Some((budget, late_by));
             }
         }
         let pts = gst::ClockTime::from_nseconds(first.pts);
         let running_time = self.state.lock().unwrap().segment.to_running_time(pts)?;
-        self.downstream
+        let late_by = self
+            .downstream
             .lock()
             .unwrap()
             .qos
-            .late_by(duration(running_time))
+            .late_by(duration(running_time))?;
+        Some((0, late_by))
     }
 
-    /// Tells the application that the frames from `first` to `last` were rendered idle to keep
-    /// up, `late` of them instead of being inferred.
+    /// Tells the application that of the frames from `first` to `last`, `skipped` were not
+    /// inferred, to keep up: they held a neighbour's face, or showed their template.
     pub(super) fn post_qos(
         &self,
         live: Option<&LiveClock>,
         (first, last): (Frame, Frame),
-        late: u64,
+        skipped: u64,
         late_by: Duration,
     ) {
         let pts = gst::ClockTime::from_nseconds(first.pts);
@@ -256,12 +259,15 @@ impl TalkingHead {
         };
         let (processed, dropped) = {
             let stats = self.stats.lock().unwrap();
-            (stats.frames_out, stats.frames_late + late)
+            (
+                stats.frames_out,
+                stats.frames_late + stats.frames_held + skipped,
+            )
         };
         gst::debug!(
             CAT,
             imp = self,
-            "Frames {} to {} would be {} late: rendering them idle",
+            "Frames {} to {} would be {} late: {skipped} of them not inferred",
             first.index,
             last.index,
             clock_time(late_by)

@@ -3,9 +3,11 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use crate::audio::features::{FRAME_WINDOW_LEN, samples_needed_for_frame};
+use crate::audio::stream::FeatureStream;
 use crate::avatar::{self, Avatar, AvatarError, Source};
 use crate::inference::{
     self, AudioEncoder, Generator, InferenceError, ModelSource, SessionOptions,
@@ -33,9 +35,28 @@ pub struct Models {
     pub generator: Mutex<Generator>,
     /// What inferring one frame took when the element first warmed the models up.
     frame_cost: Mutex<Option<Duration>>,
+    /// The generator's audio input for digital silence, made when first asked for.
+    silent_window: OnceLock<Vec<f32>>,
 }
 
 impl Models {
+    /// The generator's audio input ([`FRAME_WINDOW_LEN`] floats) for a frame whose window is
+    /// digital silence: that of the first frame whose window reads no padding (frame 8) in a
+    /// stream of silence, computed as the stream computes it.
+    pub fn silent_window(&self) -> Result<&[f32], InferenceError> {
+        if let Some(window) = self.silent_window.get() {
+            return Ok(window);
+        }
+        const FRAME: usize = 8;
+        let mut features = FeatureStream::new(64);
+        features.push(&vec![0.0; samples_needed_for_frame(FRAME) as usize]);
+        let mut encoder = self.encoder.lock().unwrap();
+        features.encode(|windows, outputs| encoder.run(windows, outputs))?;
+        let mut window = vec![0.0; FRAME_WINDOW_LEN];
+        features.write_frame_window(FRAME, &mut window);
+        Ok(self.silent_window.get_or_init(|| window))
+    }
+
     pub fn frame_cost(&self) -> Option<Duration> {
         *self.frame_cost.lock().unwrap()
     }
@@ -221,6 +242,7 @@ fn load_models(
     );
     Ok(Models {
         frame_cost: Mutex::new(None),
+        silent_window: OnceLock::new(),
         encoder: Mutex::new(encoder.map_err(fail)?),
         generator: Mutex::new(generator.map_err(fail)?),
     })

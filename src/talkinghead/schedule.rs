@@ -69,6 +69,21 @@ impl Live {
         let done = now + costs.inferred(frames) + DEADLINE_MARGIN;
         done.checked_sub(deadline).filter(|late| !late.is_zero())
     }
+
+    /// How many of `frames` frames, the first due at `deadline`, can be inferred from `now` in
+    /// time, at what inference costs.
+    pub fn affordable(
+        &self,
+        now: Duration,
+        deadline: Duration,
+        costs: &Costs,
+        frames: usize,
+    ) -> usize {
+        (1..=frames)
+            .take_while(|&n| self.late_by(now, deadline, costs, n).is_none())
+            .last()
+            .unwrap_or(0)
+    }
 }
 
 /// What downstream's QoS events say: the running time before which frames arrive too late.
@@ -163,7 +178,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_too_late_to_infer_becomes_idle() {
+    fn a_batch_too_late_to_infer_whole_infers_what_fits() {
         let live = live();
         let deadline = live.deadline(Duration::ZERO);
         let slow = costs(20 * MS);
@@ -174,8 +189,12 @@ mod tests {
         );
         // No frame at all can be gathered for it.
         assert!(live.gather_until(deadline, &slow, 1) <= deadline - 50 * MS);
-        // One frame still fits.
+        // Two frames still fit: 40 ms and the margin in 50 ms.
         assert_eq!(live.late_by(deadline - 50 * MS, deadline, &slow, 1), None);
+        assert_eq!(live.affordable(deadline - 50 * MS, deadline, &slow, 8), 2);
+        assert_eq!(live.affordable(deadline - 110 * MS, deadline, &slow, 8), 5);
+        assert_eq!(live.affordable(deadline - 500 * MS, deadline, &slow, 8), 8);
+        assert_eq!(live.affordable(deadline - 20 * MS, deadline, &slow, 8), 0);
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub const DEFAULT_INFERENCE_THREADS: u32 = 0;
 /// MiB of decoded templates kept: about 40 frames of 1280x720 (a 523-frame 720p avatar stays
 /// under 600 MB of RSS, `tests/avatar_memory.rs`).
 pub const DEFAULT_TEMPLATE_CACHE: u32 = 128;
+/// MiB of silent faces kept: the crop boxes of about 1700 templates of a 1280x720 avatar (a face
+/// box of 225x225), or all of a 640x360 one.
+pub const DEFAULT_SILENT_CACHE: u32 = 256;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -35,6 +38,7 @@ pub struct Settings {
     pub max_latency: gst::ClockTime,
     pub inference_threads: u32,
     pub template_cache: u32,
+    pub silent_cache: u32,
 }
 
 impl Default for Settings {
@@ -51,6 +55,7 @@ impl Default for Settings {
             max_latency: DEFAULT_MAX_LATENCY,
             inference_threads: DEFAULT_INFERENCE_THREADS,
             template_cache: DEFAULT_TEMPLATE_CACHE,
+            silent_cache: DEFAULT_SILENT_CACHE,
         }
     }
 }
@@ -68,6 +73,10 @@ impl Settings {
 
     pub fn template_cache_bytes(&self) -> usize {
         self.template_cache as usize * 1024 * 1024
+    }
+
+    pub fn silent_cache_bytes(&self) -> usize {
+        self.silent_cache as usize * 1024 * 1024
     }
 }
 
@@ -90,6 +99,7 @@ impl Settings {
             }
             "inference-threads" => self.inference_threads = value.get().expect(checked),
             "template-cache" => self.template_cache = value.get().expect(checked),
+            "silent-cache" => self.silent_cache = value.get().expect(checked),
             _ => unreachable!("{name} is not a writable property"),
         }
     }
@@ -108,6 +118,7 @@ impl Settings {
             "max-latency" => self.max_latency.nseconds().to_value(),
             "inference-threads" => self.inference_threads.to_value(),
             "template-cache" => self.template_cache.to_value(),
+            "silent-cache" => self.silent_cache.to_value(),
             _ => unreachable!("{name} is not a setting"),
         }
     }
@@ -170,8 +181,10 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .nick("Silence threshold")
             .blurb(
                 "Level in dBFS (RMS over 12.5 ms) below which audio counts as silence: a \
-                 frame whose whole audio window is silent shows its template frame \
-                 without inference. -200 infers every frame",
+                 frame whose whole audio window is silent shows its template's silent \
+                 face (what the generator draws for the template in digital silence, \
+                 inferred once per template and kept). -200 infers every frame from its \
+                 own audio",
             )
             .minimum(SILENCE_FLOOR_DB.into())
             .maximum(0.0)
@@ -181,8 +194,8 @@ pub fn properties() -> Vec<glib::ParamSpec> {
         glib::ParamSpecUInt::builder("blend-frames")
             .nick("Blend frames")
             .blurb(
-                "Frames over which the generated face fades in when speech starts and out \
-                 when it stops (1: a cut)",
+                "Frames over which the face fades back in after a live stream, too late \
+                 to infer any face nearby, showed the template (1: a cut)",
             )
             .minimum(1)
             .maximum(50)
@@ -194,7 +207,8 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .blurb(
                 "Live streams: nanoseconds a frame may take, once its audio is in, to \
                  fill a batch and render; added to the latency with the audio \
-                 look-ahead. Frames that cannot be inferred within it are shown idle",
+                 look-ahead. Frames that cannot be inferred within it hold the face of \
+                 the nearest frame that is",
             )
             .minimum(gst::ClockTime::from_mseconds(20).nseconds())
             .maximum(gst::ClockTime::from_seconds(10).nseconds())
@@ -222,13 +236,26 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .default_value(DEFAULT_TEMPLATE_CACHE)
             .mutable_ready()
             .build(),
+        glib::ParamSpecUInt::builder("silent-cache")
+            .nick("Silent face cache (MiB)")
+            .blurb(
+                "Memory for silent faces, the pixels of each template's face box as the \
+                 generator draws it in silence, so that a template shown in a pause \
+                 again costs no inference; 0 infers every frame of a pause",
+            )
+            .maximum(1 << 20)
+            .default_value(DEFAULT_SILENT_CACHE)
+            .mutable_ready()
+            .build(),
         glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
             .nick("Statistics")
             .blurb(
                 "Since the element last started: frames-out, frames-inferred (through \
-                 the models), frames-idle (template frames for silence, or without \
-                 models), frames-late (template frames because inference would have \
-                 been late), batch-size, last-batch, queued-frames, render-fps (frames \
+                 the models), silent-faces (of those, inferred to make a template's \
+                 silent face), frames-silent (showing a silent face kept), frames-held \
+                 (showing a nearby frame's face, as inference would have been late), \
+                 frames-idle (template frames, without models), frames-late (template \
+                 frames, with no face near them in time), batch-size, last-batch, queued-frames, render-fps (frames \
                  per second of rendering time), inference-fps (the same for inferred \
                  frames), output-fps (frames per second since the first frame went \
                  out), latency (nanoseconds the element adds when live), and the mean \

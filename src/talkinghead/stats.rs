@@ -7,10 +7,16 @@ use super::engine::{Stages, Tally};
 #[derive(Default)]
 pub struct Stats {
     pub frames_out: u64,
+    /// Frames through the generator, `silent_faces` of them to make a silent face.
     pub frames_inferred: u64,
-    /// Template frames shown for silence (or for want of models).
+    pub silent_faces: u64,
+    /// Frames that showed their template's silent face, kept from before.
+    pub frames_silent: u64,
+    /// Frames that held a nearby frame's face, as inferring them would have made them late.
+    pub frames_held: u64,
+    /// Template frames shown for want of models.
     pub frames_idle: u64,
-    /// Template frames shown because inferring them would have made them late.
+    /// Template frames shown because no face near them could be inferred in time.
     pub frames_late: u64,
     /// NaN or infinite audio samples replaced by silence.
     pub samples_non_finite: u64,
@@ -31,8 +37,11 @@ impl Stats {
         self.inference_time += tally.inference_time;
         self.last_batch = frames as u32;
         self.frames_inferred += tally.inferred;
+        self.silent_faces += tally.silent_faces;
+        self.frames_silent += tally.silent;
+        self.frames_held += tally.held;
         self.frames_late += tally.late;
-        self.frames_idle += tally.idle - tally.late;
+        self.frames_idle += tally.idle;
     }
 
     /// Counts a frame pushed downstream.
@@ -55,7 +64,11 @@ impl Stats {
                 0.0
             }
         };
-        let rendered = self.frames_inferred + self.frames_idle + self.frames_late;
+        let rendered = self.frames_inferred
+            + self.frames_silent
+            + self.frames_held
+            + self.frames_idle
+            + self.frames_late;
         let ms_per = |time: Duration, frames: u64| {
             if frames > 0 {
                 1e3 * time.as_secs_f64() / frames as f64
@@ -67,6 +80,9 @@ impl Stats {
         gst::Structure::builder("application/x-talkinghead-stats")
             .field("frames-out", self.frames_out)
             .field("frames-inferred", self.frames_inferred)
+            .field("silent-faces", self.silent_faces)
+            .field("frames-silent", self.frames_silent)
+            .field("frames-held", self.frames_held)
             .field("frames-idle", self.frames_idle)
             .field("frames-late", self.frames_late)
             .field("samples-non-finite", self.samples_non_finite)

@@ -1,8 +1,10 @@
-//! How much of the generated face each frame shows: all of it while there is speech, none of it
-//! (the template frame alone, no inference) in silence, and a linear cross-fade over a few frames
-//! between the two, so the picture never jumps when speech starts or stops.
+//! How much of its face each frame shows against its template. With models every frame shows a
+//! face the generator drew (its own, its template's silent face, or one held from a neighbour),
+//! at full weight, as the reference does. Only a frame that has no face at all (a live stream too
+//! late to infer anything near it) shows its template; the face then fades back in over a few
+//! frames, so the picture never jumps back.
 
-/// The cross-fade state of one stream.
+/// The fade state of one stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fade {
     steps: u32,
@@ -10,34 +12,30 @@ pub struct Fade {
 }
 
 impl Fade {
-    /// A fade that takes `blend_frames` frames to go from idle to speaking or back (1: a cut).
+    /// A fade that takes `blend_frames` frames to bring a face back after its template was shown
+    /// (1: a cut). It starts with the face shown whole.
     pub fn new(blend_frames: u32) -> Self {
+        let steps = blend_frames.max(1);
         Self {
-            steps: blend_frames.max(1),
-            level: 0,
+            steps,
+            level: steps,
         }
     }
 
-    /// The weight of the generated face in the next frame, 0 (template) to 1 (generated), given
-    /// whether that frame's audio window holds speech.
-    pub fn next(&mut self, speaking: bool) -> f32 {
-        self.level = if speaking {
+    /// The weight of the face in the next frame, 0 (template) to 1, given whether that frame
+    /// has a face.
+    pub fn next(&mut self, face: bool) -> f32 {
+        self.level = if face {
             (self.level + 1).min(self.steps)
         } else {
-            self.level.saturating_sub(1)
+            0
         };
-        self.weight()
-    }
-
-    /// Drops straight to idle, as for a frame that cannot be inferred in time; speech fades back
-    /// in from there.
-    pub fn cut(&mut self) -> f32 {
-        self.level = 0;
-        self.weight()
-    }
-
-    fn weight(&self) -> f32 {
         self.level as f32 / self.steps as f32
+    }
+
+    /// Shows faces whole again, as at the start of a stream.
+    pub fn reset(&mut self) {
+        self.level = self.steps;
     }
 }
 
@@ -45,39 +43,27 @@ impl Fade {
 mod tests {
     use super::*;
 
-    fn weights(fade: &mut Fade, speaking: &[bool]) -> Vec<f32> {
-        speaking.iter().map(|&s| fade.next(s)).collect()
+    fn weights(fade: &mut Fade, faces: &[bool]) -> Vec<f32> {
+        faces.iter().map(|&face| fade.next(face)).collect()
     }
 
     #[test]
-    fn fades_in_and_out_over_the_blend_frames() {
+    fn faces_are_whole_until_a_template_is_shown_then_fade_back_in() {
         let mut fade = Fade::new(4);
-        let speech = [
-            false, true, true, true, true, true, false, false, false, false, false,
-        ];
+        let faces = [true, true, false, false, true, true, true, true, true];
         assert_eq!(
-            weights(&mut fade, &speech),
-            [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+            weights(&mut fade, &faces),
+            [1.0, 1.0, 0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
         );
     }
 
     #[test]
-    fn a_short_pause_dips_without_reaching_idle() {
-        let mut fade = Fade::new(4);
-        let speech = [true, true, true, true, false, false, true, true];
-        assert_eq!(
-            weights(&mut fade, &speech),
-            [0.25, 0.5, 0.75, 1.0, 0.75, 0.5, 0.75, 1.0]
-        );
-    }
-
-    #[test]
-    fn one_blend_frame_is_a_cut_and_cut_restarts_the_fade() {
+    fn one_blend_frame_is_a_cut_and_reset_shows_faces_whole() {
         let mut fade = Fade::new(1);
         assert_eq!(weights(&mut fade, &[true, false, true]), [1.0, 0.0, 1.0]);
         let mut fade = Fade::new(2);
-        assert_eq!(weights(&mut fade, &[true, true]), [0.5, 1.0]);
-        assert_eq!(fade.cut(), 0.0);
-        assert_eq!(fade.next(true), 0.5);
+        assert_eq!(weights(&mut fade, &[false, true]), [0.0, 0.5]);
+        fade.reset();
+        assert_eq!(fade.next(true), 1.0);
     }
 }

@@ -2,19 +2,28 @@
 //! GStreamer types. The element's source pad task drives it, and so does the bench.
 //!
 //! Audio goes into the feature stream as it arrives ([`Engine::push_audio`]). A batch of frames
-//! is weighed ([`Engine::weigh`]: how much of the generated face each frame shows, from the
-//! silence of its audio window and the fade) and rendered ([`Engine::render`]); each rendered
-//! frame is handed, in order, to the caller's `emit`, which converts it.
+//! is planned ([`Engine::plan`]: the face each frame shows) and rendered ([`Engine::render`]);
+//! each rendered frame is handed, in order, to the caller's `emit`, which converts it.
 //!
-//! Offline, a batch of speech goes to the generator thread ([`generator`]) and stays in flight
-//! while the caller gathers the next one: rendering that one composes and emits the batch in
-//! flight while the generator runs on the new one. Two sets of tensors and two banks of frames
-//! take turns. A batch that is not all speech, a live batch, or [`Engine::land`] lands the batch
-//! in flight first, so frames are emitted in order.
+//! With models every frame shows a face the generator drew, as the SyncTalk_2D reference does. A
+//! frame of speech is inferred from its audio window. A frame whose window is silent shows its
+//! template's silent face: the generator's output for the template and the window of digital
+//! silence, inferred the first time the template is shown in silence and kept (up to a memory
+//! budget), so that pauses cost no inference after that. A live batch that cannot infer every
+//! frame by its deadline infers a share of them, spread evenly, and the others hold the nearest
+//! one's face ([`plan`]). Only a frame with no face near it shows its template, and the face fades
+//! back in over `blend-frames` after it.
+//!
+//! Offline, a batch that infers any frame goes to the generator thread ([`generator`]) and stays
+//! in flight while the caller gathers the next one: rendering that one composes and emits the
+//! batch in flight while the generator runs on the new one. Two sets of tensors and two banks of
+//! frames take turns. A batch that infers nothing, a live batch, or [`Engine::land`] lands the
+//! batch in flight first, so frames are emitted in order.
 
 mod costs;
 mod fade;
 mod generator;
+pub mod plan;
 mod tally;
 mod warm_up;
 
@@ -33,8 +42,9 @@ use super::timeline::Frame;
 use crate::audio::samples;
 use crate::audio::stream::FeatureStream;
 use crate::avatar::{Avatar, CropBox};
+use crate::compose::OUTPUT_LEN;
 use crate::inference::InferenceError;
-use crate::synth::{FrameRequest, FrameSynth, SynthError, Tensors};
+use crate::synth::{Face, FrameRequest, FrameSynth, SynthError, Tensors, inferred_rows};
 
 /// The sample formats the engine takes, little-endian, mono, at the mel front-end's rate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,10 +103,8 @@ impl From<InferenceError> for EngineError {
 pub struct Batch {
     frames: Vec<Frame>,
     requests: Vec<FrameRequest>,
-    /// The generated face's weight in each frame (see [`Engine::weigh`]).
+    /// The face's weight in each frame, against its template (see [`Fade`]).
     weights: Vec<f32>,
-    /// The fade as it is after these frames, unless they are rendered late.
-    fade: Option<Fade>,
 }
 
 impl Batch {
@@ -104,7 +112,6 @@ impl Batch {
         self.frames.clear();
         self.requests.clear();
         self.weights.clear();
-        self.fade = None;
     }
 
     pub fn push(&mut self, frame: Frame) {
@@ -113,6 +120,7 @@ impl Batch {
             frame: frame.index as usize,
             template: frame.template,
             whole: true,
+            face: Face::Template,
         });
     }
 
@@ -126,6 +134,11 @@ impl Batch {
 
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
+    }
+
+    /// How many frames of the batch, as planned, are inferred.
+    pub fn rows(&self) -> usize {
+        inferred_rows(&self.requests)
     }
 
     /// Marks which frames are read whole by the caller's `emit`: the others only need their
@@ -166,23 +179,33 @@ pub struct Engine {
     /// The thread that runs the generator for a batch in flight; started with the first one.
     generator_thread: Option<GeneratorThread>,
     in_flight: InFlight,
+    /// The last face inferred live ([`OUTPUT_LEN`] floats; empty without models) and its frame,
+    /// for a batch that can infer nothing to hold.
+    last_face: Vec<f32>,
+    last_face_frame: Option<usize>,
 }
 
 impl Engine {
     /// An engine for `avatar`, with `models` (`None`: templates only), rendering up to `batch`
-    /// frames at a time, keeping up to `cache_budget` bytes of decoded templates and fading the
-    /// generated face in and out over `blend_frames` frames.
+    /// frames at a time, keeping up to `cache_budget` bytes of decoded templates and
+    /// `silent_budget` bytes of silent faces, and fading a face back in over `blend_frames`
+    /// frames after its template was shown.
     pub fn new(
         avatar: Arc<Avatar>,
         models: Option<Arc<Models>>,
         batch: usize,
-        cache_budget: usize,
+        (cache_budget, silent_budget): (usize, usize),
         blend_frames: u32,
     ) -> Result<Self, EngineError> {
-        let synth = FrameSynth::new(&avatar, batch, cache_budget)?;
+        let mut synth = FrameSynth::new(&avatar, batch, cache_budget)?;
         let mut costs = Costs::default();
-        if let Some(cost) = models.as_ref().and_then(|models| models.frame_cost()) {
-            costs.add_inferred(cost, 1);
+        let mut last_face = Vec::new();
+        if let Some(models) = &models {
+            if let Some(cost) = models.frame_cost() {
+                costs.add_inferred(cost, 1);
+            }
+            synth.set_silence(&avatar, models.silent_window()?, silent_budget);
+            last_face = vec![0.0; OUTPUT_LEN];
         }
         Ok(Engine {
             avatar,
@@ -195,6 +218,8 @@ impl Engine {
             spare: Vec::with_capacity(2),
             generator_thread: None,
             in_flight: InFlight::default(),
+            last_face,
+            last_face_frame: None,
         })
     }
 
@@ -242,56 +267,68 @@ impl Engine {
         self.features.finish();
     }
 
-    /// Forgets the stream's audio and fade, as after a flush.
+    /// Bytes of silent faces kept so far.
+    pub fn silent_bytes(&self) -> usize {
+        self.synth.silent_bytes()
+    }
+
+    /// Forgets the stream's audio, fade and last face, as after a flush.
     pub fn restart(&mut self) {
         self.features.reset();
-        self.fade.cut();
+        self.fade.reset();
+        self.last_face_frame = None;
     }
 
-    /// Sets the generated face's weight in each frame of `batch`, without changing the fade: 0
-    /// (idle) without models and for frames whose audio window is under `threshold_db`, fading
-    /// to 1 through speech. Returns how many frames have a weight above 0, to infer.
-    pub fn weigh(&self, batch: &mut Batch, threshold_db: f32) -> usize {
-        let mut fade = self.fade.clone();
-        let Batch {
-            frames, weights, ..
-        } = batch;
-        weights.clear();
-        weights.extend(frames.iter().map(|frame| {
-            if self.models.is_none() {
-                return 0.0;
-            }
-            let level = self.features.window_level_db(frame.index as usize);
-            fade.next(level >= threshold_db)
-        }));
-        batch.fade = Some(fade);
-        weights.iter().filter(|&&weight| weight > 0.0).count()
+    /// Decides the face each frame of `batch` shows, without changing the engine: without
+    /// models, its template; with them, its template's silent face if the frame's audio window is
+    /// silent (under `threshold_db`, see [`FeatureStream::window_silent`]): kept, or inferred
+    /// now; else its own, inferred. Returns how many frames are inferred.
+    pub fn plan(&self, batch: &mut Batch, threshold_db: f32) -> usize {
+        let mut rows = 0;
+        for request in &mut batch.requests {
+            request.face = if self.models.is_none() {
+                Face::Template
+            } else if !self.features.window_silent(request.frame, threshold_db) {
+                rows += 1;
+                Face::Speech { row: rows - 1 }
+            } else if self.synth.has_silent_face(request.template) {
+                Face::Silent
+            } else {
+                rows += 1;
+                Face::NewSilent { row: rows - 1 }
+            };
+        }
+        rows
     }
 
-    /// Renders `batch`, weighed, and emits its frames, after those of the batch in flight. A
-    /// `late` batch is rendered idle instead (its templates), and speech fades back in after it.
-    /// Offline (not `live`), a batch of speech is handed to the generator thread and stays in
-    /// flight, its lists swapped into `batch`: its frames are emitted by the next call, or by
-    /// [`Engine::land`].
+    /// Renders `batch`, planned, and emits its frames, after those of the batch in flight. Live,
+    /// a batch may infer only `budget` frames: the others hold the face of one that is (see
+    /// [`plan::thin`]). Offline (not `live`), a batch that infers frames is handed to the
+    /// generator thread and stays in flight, its lists swapped into `batch`: its frames are
+    /// emitted by the next call, or by [`Engine::land`].
     pub fn render(
         &mut self,
         batch: &mut Batch,
         live: bool,
-        late: bool,
+        budget: Option<usize>,
         emit: &mut Emit<'_>,
     ) -> Result<Tally, EngineError> {
         let started = Instant::now();
         let mut tally = Tally::default();
-        let to_infer = batch.weights.iter().filter(|&&weight| weight > 0.0).count();
-        if late {
-            batch.weights.fill(0.0);
-            self.fade.cut();
-            tally.late = to_infer as u64;
-        } else if let Some(fade) = batch.fade.take() {
-            self.fade = fade;
+        if let Some(budget) = budget {
+            plan::thin(&mut batch.requests, budget, self.last_face_frame);
         }
+        let Batch {
+            requests, weights, ..
+        } = batch;
+        weights.clear();
+        weights.extend(
+            requests
+                .iter()
+                .map(|request| self.fade.next(request.face != Face::Template)),
+        );
         let last = batch.frames.last().map(|frame| frame.index);
-        if !live && !late && to_infer == batch.len() {
+        if !live && batch.rows() > 0 {
             self.launch_and_land(batch, emit, &mut tally)?;
         } else {
             self.land_into(emit, &mut tally)?;
@@ -352,71 +389,65 @@ impl Engine {
         Ok(started.elapsed())
     }
 
-    /// Renders a batch right away: runs of frames through the generator, and of idle frames.
-    /// No batch may be in flight.
+    /// Renders a batch right away. No batch may be in flight.
     fn render_now(
         &mut self,
         batch: &Batch,
         emit: &mut Emit<'_>,
         tally: &mut Tally,
     ) -> Result<(), EngineError> {
+        debug_assert!(!self.in_flight.active, "a batch is in flight");
         tally.stages.encoder += self.encode()?;
-        let weights = &batch.weights;
-        let mut start = 0;
-        while start < batch.len() {
-            let inferred = weights[start] > 0.0;
-            let len = weights[start..]
-                .iter()
-                .take_while(|&&weight| (weight > 0.0) == inferred)
-                .count();
-            let run = start..start + len;
-            let run_started = Instant::now();
-            let generator = self.render_run(&batch.requests[run.clone()], &weights[run.clone()])?;
-            tally.stages.generator += generator;
-            tally.stages.image += run_started.elapsed().saturating_sub(generator);
-            let convert_started = Instant::now();
-            for (slot, frame) in batch.frames[run].iter().enumerate() {
-                emit(frame, self.synth.frame(0, slot));
-            }
-            tally.stages.convert += convert_started.elapsed();
-            let cost = run_started.elapsed();
-            if inferred {
-                self.costs.add_inferred(cost, len);
-                tally.inference_time += cost;
-                tally.inferred += len as u64;
-            } else {
-                self.costs.add_idle(cost, len);
-                tally.idle += len as u64;
-            }
-            start += len;
+        let started = Instant::now();
+        let rows = batch.rows();
+        let generator = self.render_faces(batch)?;
+        tally.stages.generator += generator;
+        tally.stages.image += started.elapsed().saturating_sub(generator);
+        let convert_started = Instant::now();
+        for (slot, frame) in batch.frames.iter().enumerate() {
+            emit(frame, self.synth.frame(0, slot));
         }
+        tally.stages.convert += convert_started.elapsed();
+        let cost = started.elapsed();
+        if rows > 0 {
+            // The generator's time, and the rest's share of the frames inferred.
+            let rest = cost.saturating_sub(generator);
+            let cost = generator + rest.mul_f64(rows as f64 / batch.len() as f64);
+            self.costs.add_inferred(cost, rows);
+            tally.inference_time += cost;
+        } else {
+            self.costs.add_idle(cost, batch.len());
+        }
+        tally.count(&batch.requests, self.models.is_some());
         Ok(())
     }
 
-    /// Renders a run of frames into bank 0: through the generator, cross-faded with the
-    /// template by `weights`, or the templates alone when `weights` are all 0. Returns the time
+    /// Renders a batch into bank 0: the templates alone when no frame shows a face, else through
+    /// the generator for the frames inferred, and keeps the last face inferred. Returns the time
     /// the generator took.
-    fn render_run(
-        &mut self,
-        requests: &[FrameRequest],
-        weights: &[f32],
-    ) -> Result<Duration, EngineError> {
-        debug_assert!(!self.in_flight.active, "a batch is in flight");
-        let inferred = weights.iter().any(|&weight| weight > 0.0);
-        let Some(models) = self.models.as_ref().filter(|_| inferred) else {
+    fn render_faces(&mut self, batch: &Batch) -> Result<Duration, EngineError> {
+        let requests = &batch.requests;
+        let Some(models) = self
+            .models
+            .as_ref()
+            .filter(|_| requests.iter().any(|r| r.face != Face::Template))
+        else {
             self.synth.render_templates(&self.avatar, requests)?;
             return Ok(Duration::ZERO);
         };
         let mut generator = models.generator.lock().unwrap();
         let mut generator_time = Duration::ZERO;
-        let batch = self.synth.batch_size();
-        let mut tensors = self.spare.pop().unwrap_or_else(|| Tensors::new(batch));
-        let result = self.synth.render_speech(
+        let mut tensors = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Tensors::new(self.synth.batch_size()));
+        let result = self.synth.render(
             &self.avatar,
             requests,
-            weights,
+            &batch.weights,
             &self.features,
             &mut tensors,
+            &self.last_face,
             |images, audio, output| {
                 let started = Instant::now();
                 let result = generator.run(images, audio, output);
@@ -424,11 +455,20 @@ impl Engine {
                 result.map_err(EngineError::from)
             },
         );
+        let rows = batch.rows();
+        if result.is_ok() && rows > 0 {
+            self.last_face
+                .copy_from_slice(&tensors.output[(rows - 1) * OUTPUT_LEN..][..OUTPUT_LEN]);
+            self.last_face_frame = requests
+                .iter()
+                .rfind(|request| request.face.inferred_row().is_some())
+                .map(|request| request.frame);
+        }
         self.spare.push(tensors);
         result.map(|()| generator_time)
     }
 
-    /// Hands a batch of speech to the generator thread, then lands the batch in flight before it
+    /// Hands a batch that infers frames to the generator thread, then lands the batch in flight before it
     /// while the generator runs; the new batch is in flight after, its lists swapped with
     /// `batch`'s.
     fn launch_and_land(
@@ -457,8 +497,8 @@ impl Engine {
         landed
     }
 
-    /// Prepares `requests` (frames all inferred) in `bank`, and hands them to the generator
-    /// thread. Returns the time the preparation took.
+    /// Prepares `requests` in `bank`, and hands the rows they infer to the generator thread.
+    /// Returns the time the preparation took.
     fn launch(&mut self, requests: &[FrameRequest], bank: usize) -> Result<Duration, EngineError> {
         let started = Instant::now();
         let thread = match &mut self.generator_thread {
@@ -474,7 +514,7 @@ impl Engine {
             .synth
             .prepare(bank, &self.avatar, requests, &self.features, &mut tensors)
         {
-            Ok(()) => thread.submit(tensors, requests.len()),
+            Ok(()) => thread.submit(tensors, inferred_rows(requests)),
             Err(err) => {
                 self.spare.push(tensors);
                 return Err(err.into());
@@ -506,7 +546,7 @@ impl Engine {
                 &self.avatar,
                 &batch.requests,
                 &batch.weights,
-                &done.tensors,
+                &done.tensors.output,
             )?;
             Ok(generator)
         });
@@ -524,7 +564,7 @@ impl Engine {
             convert: convert_started.elapsed(),
         };
         tally.stages.add(&landed);
-        tally.inferred += batch.len() as u64;
+        tally.count(&batch.requests, true);
         tally.inference_time += landed.total();
         Ok(())
     }

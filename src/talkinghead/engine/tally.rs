@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::synth::{Face, FrameRequest};
+
 /// Time spent in each stage of rendering.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Stages {
@@ -32,13 +34,40 @@ impl Stages {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Tally {
     pub stages: Stages,
-    /// Frames that went through the generator.
+    /// Frames that went through the generator, `silent_faces` of them with the silent window.
     pub inferred: u64,
-    /// Frames rendered idle, `late` of them because inferring them would have made them late.
+    pub silent_faces: u64,
+    /// Frames that showed their template's silent face, kept from before.
+    pub silent: u64,
+    /// Frames that held the face inferred for a nearby frame.
+    pub held: u64,
+    /// Frames that showed their template: without models (`idle`), or because no face near
+    /// them could be inferred in time (`late`).
     pub idle: u64,
     pub late: u64,
     /// Time spent on the inferred frames, all stages.
     pub inference_time: Duration,
     /// Time the call took.
     pub time: Duration,
+}
+
+impl Tally {
+    /// Counts the faces of frames rendered for `requests`; a template shown with `models` was
+    /// late.
+    pub fn count(&mut self, requests: &[FrameRequest], models: bool) {
+        for request in requests {
+            let count = match request.face {
+                Face::Speech { .. } => &mut self.inferred,
+                Face::NewSilent { .. } => {
+                    self.silent_faces += 1;
+                    &mut self.inferred
+                }
+                Face::Silent => &mut self.silent,
+                Face::Held { .. } => &mut self.held,
+                Face::Template if models => &mut self.late,
+                Face::Template => &mut self.idle,
+            };
+            *count += 1;
+        }
+    }
 }

@@ -6,7 +6,7 @@ use super::EngineError;
 use crate::audio::features::samples_needed_for_frame;
 use crate::audio::stream::FeatureStream;
 use crate::avatar::Avatar;
-use crate::synth::{FrameRequest, FrameSynth, Tensors};
+use crate::synth::{Face, FrameRequest, FrameSynth, Tensors};
 use crate::talkinghead::resources::Models;
 
 /// Runs freshly loaded models on silence over the first template: a frame alone twice, timing
@@ -28,16 +28,18 @@ pub fn warm_up(avatar: &Avatar, models: &Models, batch: usize) -> Result<Duratio
             frame,
             template: 0,
             whole: true,
+            face: Face::Speech { row: frame },
         })
         .collect();
     let weights = vec![1.0; batch];
     let mut run = |frames: usize| {
-        synth.render_speech(
+        synth.render(
             avatar,
             &requests[..frames],
             &weights[..frames],
             &features,
             &mut tensors,
+            &[],
             |images, audio, output| {
                 generator
                     .run(images, audio, output)

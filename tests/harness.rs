@@ -312,11 +312,6 @@ fn stats_count_inferred_silent_and_idle_frames() {
         assert_eq!(pull_all(&mut h).len(), 100);
         let stats = stats(&h);
         assert_eq!(stats.get::<u64>("frames-out").unwrap(), 100, "{stats}");
-        assert_eq!(
-            stats.get::<u64>("frames-inferred").unwrap(),
-            inferred,
-            "{stats}"
-        );
         let count = |field| stats.get::<u64>(field).unwrap();
         let made = count("silent-faces");
         assert_eq!(count("frames-inferred"), inferred + made, "{stats}");

@@ -1,5 +1,6 @@
 //! Panics: their messages, and (with the `fault-injection` cargo feature, for the tests only)
-//! panics injected on purpose into the rendering threads to prove the element survives them.
+//! panics injected on purpose into the rendering threads to prove the element survives them, and
+//! a generator slowed down on purpose, as on a slower machine.
 
 use std::any::Any;
 
@@ -24,8 +25,25 @@ pub enum Site {
 #[cfg(feature = "fault-injection")]
 mod injection {
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
 
     use super::Site;
+
+    /// Nanoseconds each frame through the generator takes at least; 0: as it runs.
+    static GENERATOR_FRAME_NS: AtomicU64 = AtomicU64::new(0);
+
+    /// Makes every generator run take at least `per_frame` for each frame it infers, in this
+    /// process, from now on (zero: as fast as it runs).
+    pub fn slow_generator(per_frame: Duration) {
+        GENERATOR_FRAME_NS.store(per_frame.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn pace_generator(frames: usize, started: Instant) {
+        let per_frame = Duration::from_nanos(GENERATOR_FRAME_NS.load(Ordering::Relaxed));
+        let until = started + per_frame * frames as u32;
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    }
 
     static ARMED: Mutex<Vec<(Site, String)>> = Mutex::new(Vec::new());
 
@@ -50,7 +68,17 @@ mod injection {
 }
 
 #[cfg(feature = "fault-injection")]
-pub use injection::arm;
+pub use injection::{arm, slow_generator};
+
+/// Waits, after a generator run of `frames` frames begun at `started`, until a test's
+/// [`slow_generator`] time has passed; nothing without the `fault-injection` feature.
+#[inline]
+pub fn pace_generator(frames: usize, started: std::time::Instant) {
+    #[cfg(feature = "fault-injection")]
+    injection::pace_generator(frames, started);
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = (frames, started);
+}
 
 /// Panics here if a test armed `site` for this template `file`; nothing without the
 /// `fault-injection` feature.

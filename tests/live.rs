@@ -317,7 +317,10 @@ fn through_a_pause(downstream: Downstream) {
             }
         }
         let mean = sum as f64 / count as f64;
-        assert!(mean < 1.0, "frame {n} in the pause: {mean:.2} from its template");
+        assert!(
+            mean < 1.0,
+            "frame {n} in the pause: {mean:.2} from its template"
+        );
         checked += 1;
     }
     assert!(checked >= 45, "{checked} frames checked");
@@ -415,4 +418,74 @@ fn inference_that_falls_behind_holds_faces_and_comes_back() {
         "audio waited {} upstream",
         run.max_upstream_level
     );
+}
+
+/// The generator held to at least this long a frame while it lives, as on a slower machine.
+struct SlowGenerator;
+
+impl SlowGenerator {
+    fn new(per_frame: Duration) -> Self {
+        gsttalkinghead::fault::slow_generator(per_frame);
+        SlowGenerator
+    }
+}
+
+impl Drop for SlowGenerator {
+    fn drop(&mut self) {
+        gsttalkinghead::fault::slow_generator(Duration::ZERO);
+    }
+}
+
+#[test]
+fn a_generator_at_half_real_time_still_moves_the_mouth() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // 80 ms a frame: 12.5 frames a second, half of real time.
+    let slow = SlowGenerator::new(Duration::from_millis(80));
+    let run = run_live(&[Piece::Speech(0.0, 10.0)], Downstream::Queue, |_| ());
+    drop(slow);
+    let frames = &run.frames;
+    assert_grid(frames);
+    let stats = run.last_stats();
+    println!("{} frames\n{stats}", frames.len());
+    // Inference fell short, and every frame still showed a generated face: inferred, held from
+    // the nearest one inferred, or a silent face.
+    assert!(count(stats, "frames-held") >= 50, "{stats}");
+    assert_eq!(count(stats, "frames-late"), 0, "{stats}");
+    assert_eq!(count(stats, "frames-idle"), 0, "{stats}");
+
+    // The mouth follows the voice (tools/measure_mouth.py on the frames, as PPM files).
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("talkinghead-slow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let avatar = Avatar::load(&Source::Builtin(&avatar::DEMO)).unwrap();
+    for (n, frame) in frames.iter().enumerate() {
+        let mut ppm = format!("P6 {} {} 255\n", avatar.width, avatar.height).into_bytes();
+        ppm.extend(
+            frame
+                .bgr
+                .chunks_exact(3)
+                .flat_map(|bgr| [bgr[2], bgr[1], bgr[0]]),
+        );
+        std::fs::write(dir.join(format!("frame_{n:05}.ppm")), ppm).unwrap();
+    }
+    let output = std::process::Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tools/measure_mouth.py"))
+        .arg("--avatar")
+        .arg(root.join("models/demo"))
+        .arg("--audio")
+        .arg(root.join("models/demo/speech.wav"))
+        .arg("--json")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    println!("{result}");
+    let r = result["pearson_r"].as_f64().unwrap();
+    assert!(r >= 0.5, "mouth opening vs audio RMS: r = {r:.3}");
 }

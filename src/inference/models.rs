@@ -138,6 +138,7 @@ impl Generator {
         }
         self.model
             .check_out_len(out.len(), n * FACE_LEN, FACE_LEN)?;
+        let started = std::time::Instant::now();
         let step = if self.io.fixed_batch { 1 } else { n };
         for ((images, audio), out) in images
             .chunks(step * IMAGE_LEN)
@@ -147,6 +148,7 @@ impl Generator {
             self.run_batch(images, audio, out)
                 .map_err(|message| self.model.error(message))?;
         }
+        crate::fault::pace_generator(n, started);
         Ok(())
     }
 

@@ -49,10 +49,23 @@ fn models() -> &'static (PathBuf, PathBuf) {
     })
 }
 
-/// The element's frames of `clip` on the demo avatar with the test models, with `properties`
-/// set on it, and its `stats` at the end.
-fn element_frames_of(clip: &Path, properties: &str) -> (Frames, gst::Structure) {
-    let (encoder, generator) = models();
+/// An avatar folder and, if any, its models (encoder, generator).
+struct Subject {
+    avatar: PathBuf,
+    models: Option<(PathBuf, PathBuf)>,
+}
+
+/// The demo avatar with the test models.
+fn demo() -> Subject {
+    Subject {
+        avatar: root().join("models/demo"),
+        models: Some(models().clone()),
+    }
+}
+
+/// The element's frames of `clip` for `subject`, with `properties` set on it, and its `stats` at
+/// the end.
+fn element_frames_of(clip: &Path, subject: &Subject, properties: &str) -> (Frames, gst::Structure) {
     let head = std::sync::OnceLock::new();
     let frames = collect(
         &format!(
@@ -63,9 +76,11 @@ fn element_frames_of(clip: &Path, properties: &str) -> (Frames, gst::Structure) 
         ),
         |pipeline| {
             let element = pipeline.by_name("head").unwrap();
-            element.set_property("avatar", root().join("models/demo").to_str().unwrap());
-            element.set_property("audio-encoder", encoder.to_str().unwrap());
-            element.set_property("generator", generator.to_str().unwrap());
+            element.set_property("avatar", subject.avatar.to_str().unwrap());
+            if let Some((encoder, generator)) = &subject.models {
+                element.set_property("audio-encoder", encoder.to_str().unwrap());
+                element.set_property("generator", generator.to_str().unwrap());
+            }
             head.set(element).unwrap();
         },
     );
@@ -76,15 +91,16 @@ fn element_frames_of(clip: &Path, properties: &str) -> (Frames, gst::Structure) 
 fn element_frames(batch_size: u32) -> Frames {
     let clip = root().join("models/demo/speech.wav");
     let properties = format!("batch-size={batch_size} silence-threshold=-200");
-    element_frames_of(&clip, &properties).0
+    element_frames_of(&clip, &demo(), &properties).0
 }
 
 fn reference_frames() -> Frames {
-    reference_frames_of(&root().join("models/demo/speech.wav"))
+    reference_frames_of(&root().join("models/demo/speech.wav"), &demo())
 }
 
-fn reference_frames_of(clip: &Path) -> Frames {
-    let (encoder, generator) = models();
+/// The reference's frames of `clip` for `subject` (which has models).
+fn reference_frames_of(clip: &Path, subject: &Subject) -> Frames {
+    let (encoder, generator) = subject.models.as_ref().unwrap();
     let out = std::env::temp_dir().join(format!(
         "talkinghead-reference-{}-{}",
         clip.file_stem().unwrap().to_str().unwrap(),
@@ -93,7 +109,7 @@ fn reference_frames_of(clip: &Path) -> Frames {
     run(Command::new(python())
         .arg(root().join("tools/reference.py"))
         .arg("--avatar")
-        .arg(root().join("models/demo"))
+        .arg(&subject.avatar)
         .arg("--audio")
         .arg(clip)
         .arg("--encoder")
@@ -249,8 +265,8 @@ fn silent_frames(clip: &Path, frames: usize) -> Vec<usize> {
 fn pauses_match_the_reference_at_the_default_settings() {
     let clip = std::env::temp_dir().join(format!("talkinghead-pauses-{}.wav", std::process::id()));
     clip_with_pauses(&clip);
-    let reference = reference_frames_of(&clip);
-    let (ours, stats) = element_frames_of(&clip, "");
+    let reference = reference_frames_of(&clip, &demo());
+    let (ours, stats) = element_frames_of(&clip, &demo(), "");
     let avatar = gsttalkinghead::avatar::Avatar::load(&gsttalkinghead::avatar::Source::Folder(
         root().join("models/demo"),
     ))
@@ -299,6 +315,133 @@ fn pauses_match_the_reference_at_the_default_settings() {
         ours.frames.len() as u64
     );
     std::fs::remove_file(clip).unwrap();
+}
+
+/// Writes `frames` into `dir` as PPM files, in order.
+fn write_ppm(frames: &Frames, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (n, frame) in frames.frames.iter().enumerate() {
+        let mut ppm = format!("P6 {} {} 255\n", frames.width, frames.height).into_bytes();
+        ppm.extend(
+            frame
+                .chunks_exact(3)
+                .flat_map(|bgr| [bgr[2], bgr[1], bgr[0]]),
+        );
+        std::fs::write(dir.join(format!("frame_{n:05}.ppm")), ppm).unwrap();
+    }
+}
+
+/// Per pause of `clip` (runs of 0.5 s under −40 dBFS), the share of `frames` whose mouth is
+/// closed (`tools/measure_mouth.py`: an opening under 4/255 against the demo avatar's closed
+/// templates) and the widest opening.
+fn mouth_in_pauses(frames: &Frames, clip: &Path, dir: &Path) -> Vec<(f64, f64)> {
+    write_ppm(frames, dir);
+    let output = Command::new(python())
+        .arg(root().join("tools/measure_mouth.py"))
+        .arg("--avatar")
+        .arg(root().join("models/demo"))
+        .arg("--audio")
+        .arg(clip)
+        .args(["--closed-threshold", "4", "--json"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    result["pauses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pause| {
+            (
+                pause["closed_share"].as_f64().unwrap(),
+                pause["max_opening"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn talking_templates_show_the_generated_silent_face_in_pauses() {
+    // An avatar whose templates show the mouth open, as a real avatar's training video does: the
+    // demo avatar rendered speaking, each template the loudest frame drawn on it.
+    let dir = std::env::temp_dir().join(format!("talkinghead-talking-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("speaking")).unwrap();
+    let speech = root().join("models/demo/speech.wav");
+    common::init();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! wavparse ! audioconvert ! audioresample ! talkinghead ! \
+         videoconvert ! pngenc ! multifilesink location={}/frame_%05d.png",
+        speech.display(),
+        dir.join("speaking").display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    common::run_to_end(&pipeline).unwrap();
+    let avatar = dir.join("avatar");
+    run(Command::new(python())
+        .arg(root().join("tools/make_talking_avatar.py"))
+        .arg("--frames")
+        .arg(dir.join("speaking"))
+        .arg("--audio")
+        .arg(&speech)
+        .arg("--avatar")
+        .arg(root().join("models/demo"))
+        .arg("--out")
+        .arg(&avatar));
+    // A generator that, like a trained model, draws the mouth closed in silence whatever the
+    // template shows (the demo generator with the closed mouth of the demo's template 0).
+    let models = dir.join("models");
+    run(Command::new(python())
+        .arg(root().join("tools/make_demo_models.py"))
+        .arg("--closed-mouth")
+        .arg(root().join("models/demo"))
+        .arg("--out")
+        .arg(&models));
+    let talking = Subject {
+        avatar: avatar.clone(),
+        models: Some((
+            models.join("audio_encoder.onnx"),
+            models.join("generator.onnx"),
+        )),
+    };
+    let clip = dir.join("pauses.wav");
+    clip_with_pauses(&clip);
+
+    // At the default settings the frames are the reference's, pauses included.
+    let (ours, stats) = element_frames_of(&clip, &talking, "");
+    let reference = reference_frames_of(&clip, &talking);
+    let loaded = gsttalkinghead::avatar::Avatar::load(&gsttalkinghead::avatar::Source::Folder(
+        talking.avatar.clone(),
+    ))
+    .unwrap();
+    assert_matches(&ours, &reference, &loaded);
+    assert!(stats.get::<u64>("frames-silent").unwrap() > 0, "{stats}");
+
+    // In the pauses the mouth is closed, where the templates alone have it open.
+    let without_models = Subject {
+        avatar,
+        models: None,
+    };
+    let templates = element_frames_of(&clip, &without_models, "").0;
+    let shown = mouth_in_pauses(&ours, &clip, &dir.join("ours"));
+    let template_mouths = mouth_in_pauses(&templates, &clip, &dir.join("templates"));
+    eprintln!(
+        "pauses (closed share, widest opening): templates {template_mouths:?}, element {shown:?}"
+    );
+    assert_eq!(shown.len(), 3, "{shown:?}");
+    assert_eq!(template_mouths.len(), shown.len());
+    for ((closed, widest), (template_closed, _)) in shown.iter().zip(&template_mouths) {
+        assert!(*closed >= 0.95 && *widest < 6.0, "{shown:?}");
+        assert!(*template_closed <= 0.5, "{template_mouths:?}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

@@ -322,7 +322,35 @@ def column_constants():
             "down_reach": col(down_reach), "pucker_x": row(pucker_x), "pucker_y": col(pucker_y)}
 
 
-def build_generator():
+# ------------------------------------------------------------- closed-mouth prior (tests only)
+# Region of the 320 crop a trained model redraws for the mouth and jaw, with a soft edge.
+PRIOR_X = (MOUTH_X - MOUTH_HALF - 30.0, MOUTH_X + MOUTH_HALF + 30.0)
+PRIOR_Y = (UPPER_LIP_TOP - 20.0, CHIN_Y - 10.0)
+PRIOR_EDGE = 8.0
+
+
+def closed_mouth(avatar):
+    """Template 0 of `avatar` (SyncTalk_2D layout, mouth closed) in the generator's 320 crop, as
+    the element crops it, B, G, R in [0, 1], [3,320,320]: what a trained model has learned the
+    person's closed mouth looks like."""
+    import cv2
+    image = cv2.imread(os.path.join(avatar, "full_body_img", "0.jpg"), cv2.IMREAD_COLOR)
+    lms = np.loadtxt(os.path.join(avatar, "landmarks", "0.lms"), dtype=np.float32).astype(np.int32)
+    xmin, xmax, ymin = lms[1][0], lms[31][0], lms[52][1]
+    crop = image[ymin:ymin + (xmax - xmin), xmin:xmax]
+    crop = cv2.resize(crop, (328, 328), interpolation=cv2.INTER_CUBIC)[4:324, 4:324]
+    return crop.transpose(2, 0, 1).astype(np.float32) / 255.0
+
+
+def prior_mask():
+    """[1,1,320,320]: 1 inside the mouth and jaw region, 0 outside, a linear ramp between."""
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    inside_x = np.minimum(xx - PRIOR_X[0], PRIOR_X[1] - xx) / PRIOR_EDGE
+    inside_y = np.minimum(yy - PRIOR_Y[0], PRIOR_Y[1] - yy) / PRIOR_EDGE
+    return np.clip(np.minimum(inside_x, inside_y), 0.0, 1.0)[None, None]
+
+
+def build_generator(prior=None):
     g = Graph()
     image, audio = T(g, "input"), T(g, "audio")
     k = column_constants()
@@ -377,6 +405,9 @@ def build_generator():
     grid = g.op("Transpose", [grid], perm=[0, 2, 3, 1])
     rgb = g.op("Slice", [image, g.const(np.array([0], np.int64)), g.const(np.array([3], np.int64)),
                          g.const(np.array([1], np.int64))])
+    if prior is not None:
+        # Like a trained model, draw the mouth and jaw as learned, not as the template has them.
+        rgb = rgb + g.const(prior_mask(), "prior_mask") * (g.const(prior[None], "prior") - rgb)
     warped = g.op("GridSample", [rgb, grid], mode="bilinear", padding_mode="border", align_corners=1)
     moved = clip01((absolute(dy) + absolute(dx)) * 1000.0)             # exactly 0 where nothing moves
     face = rgb + moved * (warped - rgb)
@@ -449,17 +480,23 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--out", default=os.path.normpath(os.path.join(here, "..", "models", "demo", "models")))
     ap.add_argument("--check", action="store_true", help="run the models once with onnxruntime")
+    ap.add_argument("--closed-mouth", metavar="AVATAR",
+                    help="(tests) a generator that, like a trained model, draws the mouth and jaw "
+                         "as they are closed in AVATAR's template 0, whatever the template shows; "
+                         "not byte-identical to the demo's")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     paths = []
-    for name, build in (("audio_encoder", build_encoder), ("generator", build_generator)):
+    prior = closed_mouth(args.closed_mouth) if args.closed_mouth else None
+    for name, build in (("audio_encoder", build_encoder),
+                        ("generator", lambda: build_generator(prior))):
         path = os.path.join(args.out, name + ".onnx")
         data = build().SerializeToString()
         with open(path, "wb") as f:
             f.write(data)
         paths.append(path)
         print(f"wrote {path} ({len(data)} bytes)")
-    if args.check:
+    if args.check and prior is None:
         check(*paths)
 
 

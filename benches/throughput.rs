@@ -17,7 +17,11 @@
 //!    through a live `appsrc` in 20 ms buffers into `talkinghead ! queue ! fakesink sync=true`,
 //!    on the built-in 640x360 avatar with the architecture-exact models: the share of speech
 //!    frames inferred, held (a nearby frame's face) and late (the template), the output rate, the
-//!    most frames ever queued and the latency reported. `--live` runs this row alone.
+//!    most frames ever queued and the latency reported. `--live` runs this row alone;
+//! 7. pauses: the bench clip and 10 s of digital silence through the element offline at its
+//!    defaults (pause frames show their template's silent face, made once and kept) against every
+//!    frame inferred; the silent faces made, their memory, and the time the silent window takes
+//!    to compute when the models load.
 //!
 //! The element's frames (I420, as the timed runs produce them) are checked bit-identical to the
 //! naive baseline's BGR frames converted by the same `GstVideoConverter`.
@@ -635,6 +639,7 @@ struct ElementRun {
     elapsed: Duration,
     seen: Seen,
     peak_rss_kib: u64,
+    stats: gst::Structure,
 }
 
 /// Runs `launch` (with a `talkinghead name=head` and a `fakesink name=sink`) to EOS after loading
@@ -702,6 +707,7 @@ fn run_element(
         panic!("{launch}: {}", err.error());
     }
     let peak_rss_kib = rss_kib("VmHWM:");
+    let stats = head.property::<gst::Structure>("stats");
     pipeline.set_state(gst::State::Null).unwrap();
     let seen = std::mem::take(&mut *seen.lock().unwrap());
     ElementRun {
@@ -709,6 +715,7 @@ fn run_element(
         elapsed,
         seen,
         peak_rss_kib,
+        stats,
     }
 }
 
@@ -923,15 +930,13 @@ pub fn run(smoke: bool) -> String {
          fakesink name=sink sync=false",
         setup.speech.display()
     );
-    // Every frame through the models and shown as the models paint it, as in 1. and 3.: at its
-    // defaults the element shows the template for frames whose audio is silent, without
-    // inference, and fades between the two.
+    // Every frame through the models from its own audio, as in 1. and 3.: at its defaults the
+    // element shows a frame whose audio is silent with its template's silent face, kept (row 7).
     let mut properties = vec![
         ("avatar", setup.avatar.display().to_string()),
         ("audio-encoder", setup.encoder.display().to_string()),
         ("generator", setup.generator.display().to_string()),
         ("silence-threshold", "-200".to_string()),
-        ("blend-frames", "1".to_string()),
     ];
     let steady = if smoke { [16, 40] } else { [96, 224] };
     let default = run_element(&launch, &properties, &steady, true);
@@ -978,6 +983,12 @@ pub fn run(smoke: bool) -> String {
     if let Some(models) = &loaded.models {
         engine::warm_up(&loaded.avatar, models, engine_batch).unwrap();
     }
+    // What the models' first silent window takes (row 7).
+    let started = Instant::now();
+    let silent_window = loaded
+        .models
+        .as_ref()
+        .map(|models| models.silent_window().map(|_| started.elapsed()));
     let engine = engine_run(&loaded, &samples, engine_batch, engine_cache << 20);
     drop(loaded);
     let engine_fps = engine.frames as f64 / engine.elapsed.as_secs_f64();
@@ -1105,7 +1116,7 @@ pub fn run(smoke: bool) -> String {
     let default_fps = fps(default.frames, default.elapsed);
     row(
         "2. element end to end, default settings",
-        "silence-threshold=-200 blend-frames=1 (every frame inferred, no fades)".into(),
+        "silence-threshold=-200 (every frame inferred from its own audio)".into(),
         format!("{default_fps:.2} frames/s"),
         format!("{:.1} %", 100.0 * default_fps / limit),
     );
@@ -1291,6 +1302,48 @@ pub fn run(smoke: bool) -> String {
             String::new(),
         );
     }
+
+    // 7. Pauses.
+    let paused = setup.out.join("pauses.wav");
+    let mut with_pause = samples.clone();
+    with_pause.extend(std::iter::repeat_n(0.0, 10 * 16_000));
+    write_wav(&paused, &with_pause);
+    let launch = format!(
+        "filesrc location={} ! wavparse ! audioconvert ! audioresample ! talkinghead name=head ! \
+         fakesink name=sink sync=false",
+        paused.display()
+    );
+    let model_properties = &default_properties[..3];
+    let pauses = run_element(&launch, model_properties, &[], false);
+    let mut all_inferred = model_properties.to_vec();
+    all_inferred.push(("silence-threshold", "-200".to_string()));
+    let inferred = run_element(&launch, &all_inferred, &[], false);
+    let count = |field: &str| pauses.stats.get::<u64>(field).unwrap();
+    let made = count("silent-faces");
+    row(
+        "7. pauses, silent faces",
+        format!(
+            "{:.0} s of speech and 10 s of digital silence, offline, defaults",
+            samples.len() as f64 / 16_000.0
+        ),
+        format!(
+            "{made} silent faces made ({:.0} KiB each, {:.1} MiB kept), {} frames showed one \
+             kept; {:.2} frames/s against {:.2} with every frame inferred; silent window {:.1} ms \
+             at load",
+            count("silent-bytes") as f64 / made.max(1) as f64 / 1024.0,
+            count("silent-bytes") as f64 / (1024.0 * 1024.0),
+            count("frames-silent"),
+            fps(pauses.frames, pauses.elapsed),
+            fps(inferred.frames, inferred.elapsed),
+            silent_window
+                .and_then(Result::ok)
+                .map_or(f64::NAN, |time| time.as_secs_f64() * 1e3)
+        ),
+        format!(
+            "{:.2}×",
+            pauses.elapsed.as_secs_f64().recip() / inferred.elapsed.as_secs_f64().recip()
+        ),
+    );
 
     // 6. Live.
     let [what, setting, value, ratio] = live_row(&setup, smoke);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::engine::{Batch, Costs, Engine, EngineError};
+use super::engine::{Batch, Costs, Engine, EngineError, Tally};
 use super::imp::{CAT, LiveClock, TalkingHead, clock_time, duration};
 use super::output::{self, BufferError, OutputFormat};
 use super::push::Outgoing;
@@ -146,7 +146,7 @@ impl TalkingHead {
         if let Some((_, late_by)) = short {
             self.post_qos(live, span, tally.held + tally.late, late_by);
         }
-        self.stats.lock().unwrap().count(&tally, batch_len);
+        self.count(engine, &tally, batch_len);
         self.push_rendered(buffers)
     }
 
@@ -173,8 +173,15 @@ impl TalkingHead {
         let tally = engine
             .land(&mut |frame, bgr| buffers.push(self.output_buffer(format, frame, bgr)))
             .map_err(|err| self.render_failed(err))?;
-        self.stats.lock().unwrap().count(&tally, frames);
+        self.count(engine, &tally, frames);
         self.push_rendered(buffers)
+    }
+
+    /// Adds what rendering `frames` frames did to the stats.
+    fn count(&self, engine: &Engine, tally: &Tally, frames: usize) {
+        let mut stats = self.stats.lock().unwrap();
+        stats.count(tally, frames);
+        stats.silent_bytes = engine.silent_bytes() as u64;
     }
 
     pub(super) fn render_failed(&self, err: EngineError) -> gst::FlowError {

@@ -252,7 +252,8 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             .blurb(
                 "Since the element last started: frames-out, frames-inferred (through \
                  the models), silent-faces (of those, inferred to make a template's \
-                 silent face), frames-silent (showing a silent face kept), frames-held \
+                 silent face), silent-bytes (memory the silent faces kept take), \
+                 frames-silent (showing a silent face kept), frames-held \
                  (showing a nearby frame's face, as inference would have been late), \
                  frames-idle (template frames, without models), frames-late (template \
                  frames, with no face near them in time), batch-size, last-batch, queued-frames, render-fps (frames \

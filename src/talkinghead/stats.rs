@@ -10,6 +10,8 @@ pub struct Stats {
     /// Frames through the generator, `silent_faces` of them to make a silent face.
     pub frames_inferred: u64,
     pub silent_faces: u64,
+    /// Bytes of silent faces kept.
+    pub silent_bytes: u64,
     /// Frames that showed their template's silent face, kept from before.
     pub frames_silent: u64,
     /// Frames that held a nearby frame's face, as inferring them would have made them late.
@@ -81,6 +83,7 @@ impl Stats {
             .field("frames-out", self.frames_out)
             .field("frames-inferred", self.frames_inferred)
             .field("silent-faces", self.silent_faces)
+            .field("silent-bytes", self.silent_bytes)
             .field("frames-silent", self.frames_silent)
             .field("frames-held", self.frames_held)
             .field("frames-idle", self.frames_idle)

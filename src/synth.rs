@@ -9,6 +9,10 @@
 //! [`FrameSynth::set_cache`]), only that region of a template is kept, and a frame on a kept
 //! template gets only that region.
 //!
+//! Each frame shows a [`Face`] in its crop box: its own generator output, a neighbour's pasted in
+//! its box, its template's silent face (inferred once from the silent window and kept as the
+//! box's pixels, up to a budget), or its template as it is.
+//!
 //! The two sides can also run apart: [`FrameSynth::prepare`] packs a batch into a [`Tensors`]
 //! set and [`FrameSynth::compose`] pastes the generator's output back, each batch in one of two
 //! banks of slots, so that a caller can prepare and compose other batches while the generator
@@ -67,7 +71,7 @@ pub enum Face {
     /// The generator's output for this frame and its audio window, inferred as row `row`.
     Speech { row: usize },
     /// The generator's output for this frame's template and the silent audio window (see
-    /// [`FrameSynth::set_silent_window`]), inferred as row `row` and kept as the template's
+    /// [`FrameSynth::set_silence`]), inferred as row `row` and kept as the template's
     /// silent face.
     NewSilent { row: usize },
     /// The silent face kept for this frame's template.

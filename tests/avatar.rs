@@ -77,8 +77,33 @@ fn the_builtin_avatar_plays_without_configuration() {
     let count = 2 * avatar.frames.len() as u32 + 4;
     let frames = render_bgr(None, 0, count);
     assert_eq!(frames.len(), count as usize);
-    // Silence: the idle avatar, its template frames untouched.
-    assert_pingpong(&frames, &decoded_templates(&avatar), 0);
+    // Silence: each template's silent face, which the demo generator draws as the template itself,
+    // mouth closed: identical outside the face box, and inside it but for the crop's resizing
+    // there and back.
+    let templates = decoded_templates(&avatar);
+    let width = avatar.width as usize;
+    for (n, frame) in frames.iter().enumerate() {
+        let t = avatar::pingpong(n as u64, templates.len());
+        let crop = avatar.frames[t].crop;
+        let (mut sum, mut count) = (0u64, 0u64);
+        for (i, (a, b)) in frame.iter().zip(&templates[t]).enumerate() {
+            let (x, y) = ((i / 3 % width) as u32, (i / 3 / width) as u32);
+            if (crop.x0..crop.x1).contains(&x) && (crop.y0..crop.y1).contains(&y) {
+                sum += u64::from(a.abs_diff(*b));
+                count += 1;
+            } else {
+                assert_eq!(
+                    a, b,
+                    "output frame {n}: pixel ({x}, {y}) is not template {t}'s"
+                );
+            }
+        }
+        let mean = sum as f64 / count as f64;
+        assert!(
+            mean < 1.0,
+            "output frame {n}: {mean:.2} from template {t} in its face box"
+        );
+    }
 }
 
 /// The error an element with `avatar` posts when it is started.

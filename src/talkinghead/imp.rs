@@ -16,15 +16,16 @@
 //!
 //! When upstream is live, frame `n` is due downstream at its running time plus the pipeline
 //! latency. The element adds the audio look-ahead plus `max-latency` to the latency and spends the
-//! latter waiting to fill a batch and rendering it. A batch that cannot be inferred in time, or
-//! that downstream QoS says is late, is rendered as idle frames (the template loop) instead, with a
-//! QoS message; when audio stops arriving, the task fills the missing audio with silence as each
+//! latter waiting to fill a batch and rendering it. A batch that cannot be inferred in time infers
+//! the share of its frames that fits, and the others hold the nearest inferred face (none when
+//! downstream QoS says it is late: they hold the last face), with a QoS message; when audio stops
+//! arriving, the task fills the missing audio with silence as each
 //! frame falls due, so frames keep flowing at the frame rate. The rules are in [`schedule`].
 //!
 //! # Silence
 //!
-//! A frame whose whole audio window is below `silence-threshold` shows its template frame without
-//! inference; the generated face fades in and out over `blend-frames` frames around speech.
+//! A frame whose whole audio window is below `silence-threshold` shows its template's silent face,
+//! inferred once per template and kept (see the `engine` module).
 //!
 //! Lock order: `renderer` is the source pad task's, taken once per step of the task (and by
 //! flush-stop and state changes while the task is stopped), before any other; then `settings` →
@@ -209,7 +210,7 @@ impl TalkingHead {
     /// Queues `items`, `frames` and `last` for the source pad task, in that order.
     ///
     /// Live streams queue under the state lock without waiting: the task, which also queues frames
-    /// of silence when audio stops coming, keeps the queue short by rendering late frames idle,
+    /// of silence when audio stops coming, keeps the queue short by not inferring late frames,
     /// and upstream must never be held up. Otherwise the streaming thread waits while the queue is
     /// full.
     fn enqueue(

@@ -127,7 +127,7 @@ impl Queue {
     }
 
     /// Queues `items` without waiting, however many frames are queued: for a live stream, whose
-    /// task keeps the queue short by rendering late frames idle. Returns the flow for upstream.
+    /// task keeps the queue short by not inferring late frames. Returns the flow for upstream.
     pub fn push_now(
         &self,
         items: impl IntoIterator<Item = Item>,

@@ -99,7 +99,7 @@ impl TalkingHead {
         batch.push(first);
         while batch.len() < engine.batch_size() {
             // Live, a batch takes no more frames, queued or not, than can be inferred by the
-            // first one's deadline; the rest start the next batch instead of all going idle.
+            // first one's deadline; the rest start the next batch instead of being held.
             let gather_until = match (live, deadline) {
                 (Some(live), Some(deadline)) => {
                     let until = live.timing.gather_until(deadline, &costs, batch.len());

@@ -1,11 +1,12 @@
 //! What rendering a frame costs, for deciding whether a live batch can be inferred in time.
 //!
-//! Inference is only measured while frames are inferred; once a stream falls behind and shows idle
-//! frames, its last measurement would say "too slow" for ever. Idle frames are measured all the
-//! time, though, and they slow down and speed up with the machine's load as inference does. So
-//! the inferred cost is predicted as the last one measured, scaled by how the idle cost has changed
-//! since: when the load that made inference late goes away, the prediction drops and the stream
-//! goes back to inferring. A model that is simply too slow for the machine keeps its prediction.
+//! Inference is only measured while frames are inferred; once a stream falls so far behind that
+//! its batches infer nothing, its last measurement would say "too slow" for ever. Batches without
+//! inference (held faces, silent faces, templates: "idle") are measured all the time, though, and
+//! they slow down and speed up with the machine's load as inference does. So the inferred cost is
+//! predicted as the last one measured, scaled by how the idle cost has changed since: when the
+//! load that made inference late goes away, the prediction drops and the stream goes back to
+//! inferring. A model that is simply too slow for the machine keeps its prediction.
 
 use std::time::Duration;
 

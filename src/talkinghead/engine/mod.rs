@@ -468,9 +468,9 @@ impl Engine {
         result.map(|()| generator_time)
     }
 
-    /// Hands a batch that infers frames to the generator thread, then lands the batch in flight before it
-    /// while the generator runs; the new batch is in flight after, its lists swapped with
-    /// `batch`'s.
+    /// Hands a batch that infers frames to the generator thread, then lands the batch in flight
+    /// before it while the generator runs; the new batch is in flight after, its lists swapped
+    /// with `batch`'s.
     fn launch_and_land(
         &mut self,
         batch: &mut Batch,

@@ -782,6 +782,10 @@ struct LiveRun {
     max_queued_frames: u64,
     /// The most audio ever waiting in the source for the element to take it.
     max_upstream: gst::ClockTime,
+    /// Frames that reached the sink after they were due (running time plus the latency the
+    /// element reports), and the least time any frame had to spare (negative: late).
+    late_at_sink: u64,
+    least_spare_ms: f64,
 }
 
 /// Streams `samples` (16 kHz mono) live through the element with `properties`: a live `appsrc`
@@ -790,12 +794,37 @@ fn live_run(properties: &[(&str, String)], samples: &[f32]) -> LiveRun {
     let pipeline = gst::parse::launch(
         "appsrc name=src is-live=true do-timestamp=true format=time min-latency=0 \
            caps=audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved ! \
-         talkinghead name=head ! queue ! fakesink sync=true",
+         talkinghead name=head ! queue ! fakesink name=sink sync=true",
     )
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
     let head = pipeline.by_name("head").unwrap();
+    // When each frame reaches the sink against when it is due.
+    let spare: Arc<Mutex<(u64, f64)>> = Arc::new(Mutex::new((0, f64::INFINITY)));
+    {
+        let (spare, head) = (spare.clone(), head.clone());
+        let sink = pipeline.by_name("sink").unwrap();
+        sink.static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+                let element = pad.parent_element().unwrap();
+                let (Some(clock), Some(base), Some(buffer)) =
+                    (element.clock(), element.base_time(), info.buffer())
+                else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                let latency = head
+                    .property::<gst::Structure>("stats")
+                    .get::<u64>("latency");
+                let due = base.nseconds() + buffer.pts().unwrap().nseconds() + latency.unwrap();
+                let spare_ms = (due as f64 - clock.time().nseconds() as f64) / 1e6;
+                let mut spare = spare.lock().unwrap();
+                spare.0 += u64::from(spare_ms < 0.0);
+                spare.1 = spare.1.min(spare_ms);
+                gst::PadProbeReturn::Ok
+            });
+    }
     for (name, value) in properties {
         head.set_property_from_str(name, value);
     }
@@ -842,11 +871,14 @@ fn live_run(properties: &[(&str, String)], samples: &[f32]) -> LiveRun {
     feeder.join().unwrap();
     let stats = head.property::<gst::Structure>("stats");
     pipeline.set_state(gst::State::Null).unwrap();
+    let (late_at_sink, least_spare_ms) = *spare.lock().unwrap();
     LiveRun {
         stats,
         seconds,
         max_queued_frames,
         max_upstream,
+        late_at_sink,
+        least_spare_ms,
     }
 }
 
@@ -883,7 +915,8 @@ fn live_row(setup: &Setup, smoke: bool) -> [String; 4] {
         format!(
             "{speech} speech frames: {:.1} % inferred, {:.1} % held, {:.1} % late; {} silent \
              faces made, {} frames showed one kept; output {:.2} frames/s ({} frames in {:.1} \
-             s); at most {} frames queued, {} of audio waiting upstream; latency {} ms",
+             s); at most {} frames queued, {} of audio waiting upstream; latency {} ms, {} frames \
+             at the sink after it (the least spare {:.0} ms)",
             share(inferred),
             share(held),
             share(late),
@@ -894,7 +927,9 @@ fn live_row(setup: &Setup, smoke: bool) -> [String; 4] {
             run.seconds,
             run.max_queued_frames,
             run.max_upstream,
-            count("latency") / 1_000_000
+            count("latency") / 1_000_000,
+            run.late_at_sink,
+            run.least_spare_ms
         ),
         String::new(),
     ]

@@ -1338,6 +1338,10 @@ pub fn run(smoke: bool) -> String {
         );
     }
 
+    // 6. Live.
+    let [what, setting, value, ratio] = live_row(&setup, smoke);
+    row(&what, setting, value, ratio);
+
     // 7. Pauses.
     let paused = setup.out.join("pauses.wav");
     let mut with_pause = samples.clone();
@@ -1379,10 +1383,6 @@ pub fn run(smoke: bool) -> String {
             pauses.elapsed.as_secs_f64().recip() / inferred.elapsed.as_secs_f64().recip()
         ),
     );
-
-    // 6. Live.
-    let [what, setting, value, ratio] = live_row(&setup, smoke);
-    row(&what, setting, value, ratio);
 
     let machine = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

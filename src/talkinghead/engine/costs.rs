@@ -7,6 +7,10 @@
 //! predicted as the last one measured, scaled by how the idle cost has changed since: when the
 //! load that made inference late goes away, the prediction drops and the stream goes back to
 //! inferring. A model that is simply too slow for the machine keeps its prediction.
+//!
+//! Batches without inference differ in what they cost (a kept silent face is a copy, a template a
+//! JPEG decode), so between batches that infer, a cheaper one says nothing about the load: the
+//! prediction only drops once no batch has inferred for [`STALE_AFTER`] batches.
 
 use std::time::Duration;
 
@@ -23,12 +27,17 @@ impl Average {
     }
 }
 
+/// Batches without inference in a row after which their cost may lower the prediction.
+pub const STALE_AFTER: u32 = 8;
+
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Costs {
     inferred: Average,
     idle: Average,
     /// The idle cost when the inferred one was last measured (the first idle measurement after).
     idle_then: Option<Duration>,
+    /// Batches without inference since the last that inferred.
+    idle_batches: u32,
 }
 
 impl Costs {
@@ -37,6 +46,7 @@ impl Costs {
         if frames > 0 {
             self.inferred.add(time / frames as u32);
             self.idle_then = None;
+            self.idle_batches = 0;
         }
     }
 
@@ -44,6 +54,7 @@ impl Costs {
     pub fn add_idle(&mut self, time: Duration, frames: usize) {
         if frames > 0 {
             self.idle.add(time / frames as u32);
+            self.idle_batches = self.idle_batches.saturating_add(1);
             if self.inferred.0.is_some() {
                 self.idle_then = self.idle_then.or(self.idle.0);
             }
@@ -58,6 +69,11 @@ impl Costs {
                 (now.as_secs_f64() / then.as_secs_f64()).clamp(0.1, 10.0)
             }
             _ => 1.0,
+        };
+        let load = if self.idle_batches < STALE_AFTER {
+            load.max(1.0)
+        } else {
+            load
         };
         per_frame.mul_f64(load) * frames as u32
     }
@@ -100,6 +116,20 @@ mod tests {
         }
         let predicted = costs.inferred(1);
         assert!(predicted < 11 * MS, "{predicted:?}");
+    }
+
+    #[test]
+    fn cheap_batches_between_inferred_ones_do_not_lower_the_prediction() {
+        let mut costs = Costs::default();
+        for _ in 0..10 {
+            costs.add_idle(40 * MS, 4);
+        }
+        // Batches that infer, each followed by one of kept silent faces, much cheaper.
+        for _ in 0..5 {
+            costs.add_inferred(400 * MS, 4);
+            costs.add_idle(4 * MS, 4);
+        }
+        assert_eq!(costs.inferred(1), 100 * MS);
     }
 
     #[test]

@@ -410,9 +410,8 @@ impl Engine {
         tally.stages.convert += convert_started.elapsed();
         let cost = started.elapsed();
         if rows > 0 {
-            // The generator's time, and the rest's share of the frames inferred.
-            let rest = cost.saturating_sub(generator);
-            let cost = generator + rest.mul_f64(rows as f64 / batch.len() as f64);
+            // The whole batch, held frames and all, on the frames inferred: what a batch with
+            // that share of them inferred takes.
             self.costs.add_inferred(cost, rows);
             tally.inference_time += cost;
         } else {

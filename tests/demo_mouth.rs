@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::{init, run_to_end};
 use gst::prelude::*;
@@ -45,26 +44,8 @@ fn measure(name: &str, audio: &Path, reference: &Path) -> serde_json::Value {
         audio.display(),
         frames.display()
     ));
-    let python = root().join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{python:?} is missing: `make test` sets it up"
-    );
-    let output = Command::new(python)
-        .arg(root().join("tools/measure_mouth.py"))
-        .args(["--avatar", root().join("models/demo").to_str().unwrap()])
-        .args(["--audio", reference.to_str().unwrap()])
-        .arg("--json")
-        .arg(&frames)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let result = common::scripts::measure_mouth(&frames, &["--audio", reference.to_str().unwrap()]);
     std::fs::remove_dir_all(frames).unwrap();
-    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     eprintln!("{name}: {result}");
     result
 }

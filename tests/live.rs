@@ -468,24 +468,9 @@ fn a_generator_at_half_real_time_still_moves_the_mouth() {
         );
         std::fs::write(dir.join(format!("frame_{n:05}.ppm")), ppm).unwrap();
     }
-    let output = std::process::Command::new(root.join(".venv/bin/python"))
-        .arg(root.join("tools/measure_mouth.py"))
-        .arg("--avatar")
-        .arg(root.join("models/demo"))
-        .arg("--audio")
-        .arg(root.join("models/demo/speech.wav"))
-        .arg("--json")
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let audio = root.join("models/demo/speech.wav");
+    let result = common::scripts::measure_mouth(&dir, &["--audio", audio.to_str().unwrap()]);
     std::fs::remove_dir_all(&dir).unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    println!("{result}");
     let r = result["pearson_r"].as_f64().unwrap();
     assert!(r >= 0.5, "mouth opening vs audio RMS: r = {r:.3}");
 }

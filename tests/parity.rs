@@ -336,22 +336,10 @@ fn write_ppm(frames: &Frames, dir: &Path) {
 /// templates) and the widest opening.
 fn mouth_in_pauses(frames: &Frames, clip: &Path, dir: &Path) -> Vec<(f64, f64)> {
     write_ppm(frames, dir);
-    let output = Command::new(python())
-        .arg(root().join("tools/measure_mouth.py"))
-        .arg("--avatar")
-        .arg(root().join("models/demo"))
-        .arg("--audio")
-        .arg(clip)
-        .args(["--closed-threshold", "4", "--json"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let result = common::scripts::measure_mouth(
+        dir,
+        &["--audio", clip.to_str().unwrap(), "--closed-threshold", "4"],
     );
-    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     result["pauses"]
         .as_array()
         .unwrap()

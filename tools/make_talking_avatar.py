@@ -20,16 +20,7 @@ import cv2
 import numpy as np
 import soundfile
 
-IMAGE_EXTENSIONS = (".png", ".ppm", ".jpg")
-
-
-def pingpong(k, templates):
-    """k-th template of the order 1, 2, ..., N-1, N-2, ..., 0, 1, ..."""
-    if templates == 1:
-        return 0
-    period = 2 * (templates - 1)
-    phase = (k + 1) % period
-    return phase if phase <= templates - 1 else period - phase
+from measure_mouth import IMAGE_EXTENSIONS, pingpong
 
 
 def main():

@@ -152,23 +152,30 @@ pub fn frames_off_the_grid(video: &Stream) -> Vec<(usize, f64)> {
         .collect()
 }
 
-/// `tools/measure_mouth.py` on a recording of the built-in avatar, against its own audio track.
-pub fn measure_recording(path: &Path) -> serde_json::Value {
+/// `tools/measure_mouth.py` on `frames` (a video file or a folder of images) of the built-in
+/// avatar, with `args` (what audio to compare with, options): its JSON result.
+pub fn measure_mouth(frames: &Path, args: &[&str]) -> serde_json::Value {
     let output = Command::new(python())
         .arg(root().join("tools/measure_mouth.py"))
-        .arg(path)
+        .arg(frames)
         .args(["--avatar", root().join("models/demo").to_str().unwrap()])
-        .args(["--audio-track", "--json"])
+        .args(args)
+        .arg("--json")
         .output()
         .unwrap();
     assert!(
         output.status.success(),
-        "measure_mouth.py {path:?}: {}",
+        "measure_mouth.py {frames:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    eprintln!("{}: {result}", path.display());
+    eprintln!("{}: {result}", frames.display());
     result
+}
+
+/// `tools/measure_mouth.py` on a recording of the built-in avatar, against its own audio track.
+pub fn measure_recording(path: &Path) -> serde_json::Value {
+    measure_mouth(path, &["--audio-track"])
 }
 
 /// Every audio onset after a pause has the mouth opening within ±1 frame of it.

@@ -293,10 +293,11 @@ fn stats(h: &Harness) -> gst::Structure {
 #[test]
 fn stats_count_inferred_silent_and_idle_frames() {
     // Silent audio: with models at the default threshold, the frames whose window reads padding
-    // (the first 8, the reference's last 7 and the element's extra frame) are inferred, and the others show their template's silent
-    // face, made the first time the template comes (frames 8 to 59: templates 9 to 59 and 58,
-    // 57, …; the ping-pong brings 50 to 59 back within two batches) and kept after; when the
-    // threshold is off every frame is inferred; without models every frame is idle.
+    // (the first 8, the reference's last 7 and the element's extra frame) are inferred, and the
+    // others show their template's silent face, made the first time the template comes (the 84
+    // frames from frame 8 show templates 9 to 59, some twice where the ping-pong turns within
+    // two batches) and kept after; when the threshold is off every frame is inferred; without
+    // models every frame is idle.
     for (mut h, threshold, inferred, silent) in [
         (harness(), None, 16, 84),
         (harness(), Some(-200.0), 100, 0),

@@ -405,8 +405,9 @@ fn inference_that_falls_behind_holds_faces_and_comes_back() {
         count(end, "frames-inferred") >= count(recovered, "frames-inferred") + 30,
         "not inferring after the load went"
     );
-    // Frames not inferred in time are held instead of piling up: the queue holds no more than a batch and the
-    // frames that arrive while the slowest batch renders (the longest wait at the sink).
+    // Frames not inferred in time are held instead of piling up: the queue holds no more than a
+    // batch and the frames that arrive while the slowest batch renders (the longest wait at the
+    // sink).
     let stalled = wait.as_nanos() as u64 / FRAME_NS + 1;
     let queued = run.max_of("queued-frames");
     assert!(

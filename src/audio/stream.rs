@@ -137,8 +137,8 @@ impl FeatureStream {
     }
 
     /// Whether frame `frame`'s window (ready) reads nothing but audio under `threshold_db` (see
-    /// [`FeatureStream::window_level_db`]) and no row outside the encoder outputs: the audio
-    /// input of such a frame is the same as for digital silence, for digital silence.
+    /// [`FeatureStream::window_level_db`]) and no row outside the encoder outputs. In digital
+    /// silence, such a frame's generator input is exactly that of any other such frame.
     pub fn window_silent(&self, frame: usize, threshold_db: f32) -> bool {
         // Encoded or not yet, the windows there are (all of them, once the stream has ended).
         let windows = if self.finished {
@@ -240,7 +240,9 @@ impl FeatureStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audio::features::{FRAME_WINDOW_LEN, frame_window_ready};
+    use crate::audio::features::{
+        FRAME_WINDOW_LEN, frame_window_ready, reference_frame_count, samples_needed_for_frame,
+    };
 
     /// A stand-in encoder whose output identifies its window by content.
     fn fake_encoder(windows: &[f32], outputs: &mut [f32]) -> Result<(), ()> {
@@ -332,11 +334,7 @@ mod tests {
     fn a_silent_window_is_the_window_of_digital_silence() {
         // The window of frame 8 of a stream of silence: the first that reads no padding.
         let mut silence = FeatureStream::new(8);
-        silence.push(&vec![
-            0.0;
-            crate::audio::features::samples_needed_for_frame(8)
-                as usize
-        ]);
+        silence.push(&vec![0.0; samples_needed_for_frame(8) as usize]);
         silence.encode(fake_encoder).unwrap();
         let silent = window(&silence, 8);
         // Silence, 1 s of speech, 1.5 s of silence, 1 s of speech, 1 s of silence.
@@ -354,11 +352,10 @@ mod tests {
         stream.encode(fake_encoder).unwrap();
         let after: Vec<bool> = (0..200).map(|f| stream.window_silent(f, -50.0)).collect();
         assert_eq!(before, after);
-        let frames =
-            crate::audio::features::reference_frame_count(match stream.embedding_count() {
-                crate::audio::features::EmbeddingCount::Final(count) => count,
-                other => panic!("{other:?}"),
-            });
+        let EmbeddingCount::Final(count) = stream.embedding_count() else {
+            panic!("the stream has ended");
+        };
+        let frames = reference_frame_count(count);
         let silent_frames: Vec<usize> = (0..frames)
             .filter(|&frame| stream.window_silent(frame, -50.0))
             .collect();

@@ -256,8 +256,8 @@ pub fn properties() -> Vec<glib::ParamSpec> {
                  frames-silent (showing a silent face kept), frames-held \
                  (showing a nearby frame's face, as inference would have been late), \
                  frames-idle (template frames, without models), frames-late (template \
-                 frames, with no face near them in time), batch-size, last-batch, queued-frames, render-fps (frames \
-                 per second of rendering time), inference-fps (the same for inferred \
+                 frames, with no face near them in time), batch-size, last-batch, \
+                 queued-frames, render-fps (frames per second of rendering time), inference-fps (the same for inferred \
                  frames), output-fps (frames per second since the first frame went \
                  out), latency (nanoseconds the element adds when live), and the mean \
                  milliseconds a frame spends in each stage: encoder-ms, generator-ms \

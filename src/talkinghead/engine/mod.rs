@@ -179,8 +179,8 @@ pub struct Engine {
     /// The thread that runs the generator for a batch in flight; started with the first one.
     generator_thread: Option<GeneratorThread>,
     in_flight: InFlight,
-    /// The last face inferred live ([`OUTPUT_LEN`] floats; empty without models) and its frame,
-    /// for a batch that can infer nothing to hold.
+    /// The last face inferred ([`OUTPUT_LEN`] floats; empty without models) and its frame, for a
+    /// batch that can infer nothing to hold.
     last_face: Vec<f32>,
     last_face_frame: Option<usize>,
 }
@@ -454,14 +454,12 @@ impl Engine {
                 result.map_err(EngineError::from)
             },
         );
-        let rows = batch.rows();
-        if result.is_ok() && rows > 0 {
-            self.last_face
-                .copy_from_slice(&tensors.output[(rows - 1) * OUTPUT_LEN..][..OUTPUT_LEN]);
-            self.last_face_frame = requests
-                .iter()
-                .rfind(|request| request.face.inferred_row().is_some())
-                .map(|request| request.frame);
+        if result.is_ok() {
+            keep_last_face(
+                (&mut self.last_face, &mut self.last_face_frame),
+                requests,
+                &tensors.output,
+            );
         }
         self.spare.push(tensors);
         result.map(|()| generator_time)
@@ -549,6 +547,13 @@ impl Engine {
             )?;
             Ok(generator)
         });
+        if composed.is_ok() {
+            keep_last_face(
+                (&mut self.last_face, &mut self.last_face_frame),
+                &batch.requests,
+                &done.tensors.output,
+            );
+        }
         self.spare.push(done.tensors);
         let generator = composed?;
         let compose = compose_started.elapsed();
@@ -567,4 +572,22 @@ impl Engine {
         tally.inference_time += landed.total();
         Ok(())
     }
+}
+
+/// Keeps the face of the last frame `requests` inferred (if any), from the generator's `output`,
+/// with its frame: what a later batch that can infer nothing holds.
+fn keep_last_face(
+    (face, frame): (&mut [f32], &mut Option<usize>),
+    requests: &[FrameRequest],
+    output: &[f32],
+) {
+    let Some((at, row)) = requests
+        .iter()
+        .filter_map(|request| Some((request.frame, request.face.inferred_row()?)))
+        .next_back()
+    else {
+        return;
+    };
+    face.copy_from_slice(&output[row * OUTPUT_LEN..][..OUTPUT_LEN]);
+    *frame = Some(at);
 }

@@ -81,24 +81,11 @@ fn the_builtin_avatar_plays_without_configuration() {
     // mouth closed: identical outside the face box, and inside it but for the crop's resizing
     // there and back.
     let templates = decoded_templates(&avatar);
-    let width = avatar.width as usize;
     for (n, frame) in frames.iter().enumerate() {
         let t = avatar::pingpong(n as u64, templates.len());
         let crop = avatar.frames[t].crop;
-        let (mut sum, mut count) = (0u64, 0u64);
-        for (i, (a, b)) in frame.iter().zip(&templates[t]).enumerate() {
-            let (x, y) = ((i / 3 % width) as u32, (i / 3 / width) as u32);
-            if (crop.x0..crop.x1).contains(&x) && (crop.y0..crop.y1).contains(&y) {
-                sum += u64::from(a.abs_diff(*b));
-                count += 1;
-            } else {
-                assert_eq!(
-                    a, b,
-                    "output frame {n}: pixel ({x}, {y}) is not template {t}'s"
-                );
-            }
-        }
-        let mean = sum as f64 / count as f64;
+        let what = format!("output frame {n} on template {t}");
+        let mean = common::face_box_difference(frame, &templates[t], avatar.width, crop, &what);
         assert!(
             mean < 1.0,
             "output frame {n}: {mean:.2} from template {t} in its face box"

@@ -306,17 +306,8 @@ fn through_a_pause(downstream: Downstream) {
             )
             .unwrap();
         let crop = template.crop;
-        let (mut sum, mut count) = (0u64, 0u64);
-        for (i, (a, b)) in frame.bgr.iter().zip(&expected).enumerate() {
-            let (x, y) = ((i / 3) as u32 % width, (i / 3) as u32 / width);
-            if (crop.x0..crop.x1).contains(&x) && (crop.y0..crop.y1).contains(&y) {
-                sum += u64::from(a.abs_diff(*b));
-                count += 1;
-            } else {
-                assert_eq!(a, b, "frame {n}: pixel ({x}, {y}) outside the crop box");
-            }
-        }
-        let mean = sum as f64 / count as f64;
+        let mean =
+            common::face_box_difference(&frame.bgr, &expected, width, crop, &format!("frame {n}"));
         assert!(
             mean < 1.0,
             "frame {n} in the pause: {mean:.2} from its template"

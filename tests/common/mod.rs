@@ -286,3 +286,25 @@ pub fn pull_all(h: &mut gst_check::Harness) -> Vec<gst::Buffer> {
     }
     buffers
 }
+
+/// Mean absolute difference inside `crop` between two packed BGR frames `width` pixels wide,
+/// asserting that they are identical outside it (`what` names the frame in the message).
+pub fn face_box_difference(
+    frame: &[u8],
+    expected: &[u8],
+    width: u32,
+    crop: gsttalkinghead::avatar::CropBox,
+    what: &str,
+) -> f64 {
+    let (mut sum, mut count) = (0u64, 0u64);
+    for (i, (a, b)) in frame.iter().zip(expected).enumerate() {
+        let (x, y) = ((i / 3) as u32 % width, (i / 3) as u32 / width);
+        if (crop.x0..crop.x1).contains(&x) && (crop.y0..crop.y1).contains(&y) {
+            sum += u64::from(a.abs_diff(*b));
+            count += 1;
+        } else {
+            assert_eq!(a, b, "{what}: pixel ({x}, {y}) outside the crop box");
+        }
+    }
+    sum as f64 / count as f64
+}

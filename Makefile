@@ -13,6 +13,11 @@ APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 VENV := .venv
+# ONNX Runtime with OpenVINO (execution-provider=openvino): a virtualenv of its own, as the
+# onnxruntime and onnxruntime-openvino packages are both the Python module `onnxruntime`. Only its
+# shared libraries are used, so its Python dependencies are left out.
+OPENVINO_VENV := .venv-openvino
+ORT_OPENVINO_VERSION := 1.24.1
 # An ONNX Runtime older than the bindings need (>= 1.23), for the test that refuses it by name.
 ORT_OLD_VERSION := 1.20.1
 ORT_OLD := target/ort-old/libonnxruntime.so.$(ORT_OLD_VERSION)
@@ -78,7 +83,7 @@ lint:
 build:
 	@cargo build --release --quiet
 
-deps: target/.apt-done $(VENV)/.done $(ORT_OLD)
+deps: target/.apt-done $(VENV)/.done $(OPENVINO_VENV)/.done $(ORT_OLD)
 
 target/.apt-done: Makefile
 	@command -v cargo >/dev/null || { echo "cargo is missing: install Rust (https://rustup.rs)"; exit 1; }
@@ -98,6 +103,13 @@ $(VENV)/.done: requirements.txt | target/.apt-done
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
 	@touch $@
 
+$(OPENVINO_VENV)/.done: Makefile | target/.apt-done
+	@echo "Setting up ONNX Runtime with OpenVINO in $(OPENVINO_VENV)"
+	@python3 -m venv $(OPENVINO_VENV)
+	@$(OPENVINO_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps \
+		onnxruntime-openvino==$(ORT_OPENVINO_VERSION)
+	@touch $@
+
 $(ORT_OLD): | $(VENV)/.done
 	@echo "Fetching onnxruntime $(ORT_OLD_VERSION) for the too-old-library test"
 	@rm -rf target/ort-old.tmp && mkdir -p target/ort-old.tmp target/ort-old
@@ -110,4 +122,4 @@ $(ORT_OLD): | $(VENV)/.done
 
 clean:
 	cargo clean
-	rm -rf out $(VENV) fuzz/target
+	rm -rf out $(VENV) $(OPENVINO_VENV) fuzz/target

@@ -562,7 +562,9 @@ impl Threads {
 }
 
 fn session(path: &Path, threads: Threads) -> Session {
-    let env = inference::environment(&inference::find_library(None).unwrap()).unwrap();
+    let env =
+        inference::environment(&inference::find_library(None, inference::Provider::Cpu).unwrap())
+            .unwrap();
     let mut builder = Session::builder(env)
         .unwrap()
         .with_optimization_level(GraphOptimizationLevel::Level3)
@@ -956,7 +958,7 @@ pub fn run(smoke: bool) -> String {
     let total = Instant::now();
     let samples = read_wav(&setup.speech);
     let avatar = Avatar::load(&Source::Folder(setup.avatar.clone())).unwrap();
-    let library = inference::find_library(None).unwrap();
+    let library = inference::find_library(None, inference::Provider::Cpu).unwrap();
     let env = inference::environment(&library).unwrap();
     let mut rows: Vec<[String; 4]> = Vec::new();
     let mut row = |what: &str, setting: String, value: String, ratio: String| {

@@ -6,6 +6,7 @@
 
 mod contract;
 mod models;
+mod provider;
 mod runtime;
 #[cfg(test)]
 mod tests;
@@ -15,7 +16,8 @@ use std::path::Path;
 
 pub use contract::{AUDIO_FEATURES_LEN, EMBEDDING_LEN, FACE_LEN, IMAGE_LEN, MEL_WINDOW_LEN};
 pub use models::{AudioEncoder, Generator, ModelSource};
-pub use runtime::{environment, find_library};
+pub use provider::{Acceleration, CpuFeatures, Device, Precision, Provider};
+pub use runtime::{LogSink, environment, find_library, require_provider, send_log_to};
 
 /// A problem with a model or the runtime, naming the file and (where it applies) the tensor.
 #[derive(Debug, Clone)]
@@ -46,4 +48,6 @@ impl std::error::Error for InferenceError {}
 pub struct SessionOptions {
     /// Threads inside one operator; 0 leaves the choice to ONNX Runtime (one per physical core).
     pub intra_threads: usize,
+    /// The execution provider, its device and the precision.
+    pub acceleration: Acceleration,
 }

@@ -14,7 +14,7 @@ use super::contract::{
     self, AUDIO_FEATURES_LEN, Dim, EMBEDDING_LEN, EncoderIo, FACE_LEN, GeneratorIo, IMAGE_LEN,
     MEL_WINDOW_LEN, TensorDecl,
 };
-use super::{InferenceError, SessionOptions};
+use super::{CpuFeatures, InferenceError, SessionOptions, runtime};
 
 /// Where a model is read from: a file, or bytes in memory (the built-in demo's models).
 pub enum ModelSource<'a> {
@@ -216,7 +216,7 @@ impl Model {
         env: &Environment,
         options: &SessionOptions,
     ) -> Result<Self, InferenceError> {
-        let (file, session) = match source {
+        let file = match &source {
             ModelSource::File(path) => {
                 let error = |message: String| InferenceError::new(path, message);
                 // ONNX Runtime's own message for a missing file is a bare "Load model failed";
@@ -226,21 +226,32 @@ impl Model {
                 if !metadata.is_file() {
                     return Err(error("cannot open the model: not a regular file".into()));
                 }
-                let session = session_builder(env, options)
-                    .and_then(|mut builder| builder.commit_from_file(path))
-                    .map_err(|e| error(format!("cannot load the model with ONNX Runtime: {e}")))?;
-                (path.display().to_string(), session)
+                path.display().to_string()
             }
-            ModelSource::Memory { name, bytes } => {
-                let session = session_builder(env, options)
-                    .and_then(|mut builder| builder.commit_from_memory(bytes))
-                    .map_err(|e| InferenceError {
-                        file: name.to_owned(),
-                        message: format!("cannot load the model with ONNX Runtime: {e}"),
-                    })?;
-                (name.to_owned(), session)
-            }
+            ModelSource::Memory { name, .. } => (*name).to_owned(),
         };
+        runtime::take_logged_error();
+        let session = session_builder(env, options).and_then(|mut builder| match source {
+            ModelSource::File(path) => builder.commit_from_file(path),
+            ModelSource::Memory { bytes, .. } => builder.commit_from_memory(bytes),
+        });
+        let session = session.map_err(|e| {
+            let mut message = format!("cannot load the model with ONNX Runtime: {e}");
+            // The returned error can be generic ("Failed to load provider ..."); the reason is
+            // in ONNX Runtime's log.
+            if let Some(logged) = runtime::take_logged_error() {
+                // Past the C++ source location and function ONNX Runtime starts it with.
+                let reason = logged.rsplit_once("[ERROR] ").map_or(&*logged, |(_, r)| r);
+                let reason = reason.trim();
+                if !message.contains(reason) {
+                    message = format!("{message} ({reason})");
+                }
+            }
+            InferenceError {
+                file: file.clone(),
+                message,
+            }
+        })?;
         Ok(Model {
             session,
             file,
@@ -372,12 +383,16 @@ impl Model {
 /// top (ONNX Runtime ≥ 1.22) is folding float16 weights into float32 for the CPU, which float32
 /// models never have.
 fn session_builder(env: &Environment, options: &SessionOptions) -> ort::Result<SessionBuilder> {
+    let acceleration = &options.acceleration;
+    let device = acceleration
+        .check(CpuFeatures::detect())
+        .map_err(ort::Error::new)?;
     let mut builder =
         Session::builder(env)?.with_optimization_level(GraphOptimizationLevel::Level3)?;
     if options.intra_threads > 0 {
         builder = builder.with_intra_threads(options.intra_threads)?;
     }
-    Ok(builder)
+    acceleration.register(builder, &device, options.intra_threads)
 }
 
 fn declared(outlet: &Outlet) -> TensorDecl {

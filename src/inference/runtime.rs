@@ -6,42 +6,68 @@
 //! behind one lock, and only a *successful* load is remembered: a bad path leaves the process
 //! free to load a good one afterwards.
 
+use std::cell::RefCell;
 use std::ffi::OsStr;
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use ort::environment::Environment;
+use ort::logging::LogLevel;
 
-use super::InferenceError;
+use super::{InferenceError, Provider};
 
 /// Environment variable naming the library, the same one `ort` itself honours.
 const LIBRARY_VARIABLE: &str = "ORT_DYLIB_PATH";
-/// Where `make deps` installs onnxruntime, under the project root.
-const VENV_CAPI: &str = ".venv/lib/python3*/site-packages/onnxruntime/capi";
 const LIBRARY_PREFIX: &str = "libonnxruntime.so.";
 
-/// Where the ONNX Runtime library is looked for, in order: `explicit` (the element's
-/// `ort-library` property), the `ORT_DYLIB_PATH` environment variable, then the project's own
-/// install: the newest `libonnxruntime.so.*` under
-/// `<CARGO_MANIFEST_DIR at build time>/.venv/lib/python3*/site-packages/onnxruntime/capi/`.
+/// The virtualenv, under the project root, that holds the ONNX Runtime build with `provider`:
+/// `make deps` installs `onnxruntime` into `.venv` and `onnxruntime-openvino` into
+/// `.venv-openvino` (the two packages are both the Python module `onnxruntime`, so they cannot
+/// share one); `onnxruntime-gpu` is the user's to install, into `.venv-gpu`.
+fn venv(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Cpu => ".venv",
+        Provider::OpenVino => ".venv-openvino",
+        Provider::Cuda | Provider::TensorRt => ".venv-gpu",
+    }
+}
+
+/// Where the ONNX Runtime library for `provider` is looked for, in order: `explicit` (the
+/// element's `ort-library` property), the `ORT_DYLIB_PATH` environment variable, the library
+/// this process already loaded (a process has one), then the project's own install: the newest
+/// `libonnxruntime.so.*` under `<CARGO_MANIFEST_DIR at build time>/<venv>/lib/python3*/
+/// site-packages/onnxruntime/capi/`, the virtualenv that [`venv`] names for the provider.
 ///
 /// An explicit path or the variable is returned as given, even when nothing is there: a path
 /// someone chose that does not work is reported by [`environment`], never silently replaced by
-/// another library. Empty values count as unset.
-pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, InferenceError> {
+/// another library. Empty values count as unset. Whether the library has the provider is
+/// [`require_provider`]'s to say once it is loaded.
+pub fn find_library(
+    explicit: Option<&Path>,
+    provider: Provider,
+) -> Result<PathBuf, InferenceError> {
+    let loaded = RUNTIME
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .library
+        .clone();
     find_library_in(
         explicit,
         std::env::var_os(LIBRARY_VARIABLE).as_deref(),
+        loaded,
         Path::new(env!("CARGO_MANIFEST_DIR")),
+        provider,
     )
 }
 
 fn find_library_in(
     explicit: Option<&Path>,
     variable: Option<&OsStr>,
+    loaded: Option<PathBuf>,
     project: &Path,
+    provider: Provider,
 ) -> Result<PathBuf, InferenceError> {
     if let Some(path) = explicit.filter(|p| !p.as_os_str().is_empty()) {
         return Ok(path.to_owned());
@@ -49,21 +75,60 @@ fn find_library_in(
     if let Some(path) = variable.filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(path));
     }
-    newest_in_venv(project).ok_or_else(|| {
+    if let Some(path) = loaded {
+        return Ok(path);
+    }
+    let venv = project.join(venv(provider));
+    newest_in_venv(&venv).ok_or_else(|| {
+        let install = match provider {
+            Provider::Cpu | Provider::OpenVino => "run `make deps` to install it there".into(),
+            Provider::Cuda | Provider::TensorRt => format!(
+                "install it there (python3 -m venv {0} && {0}/bin/pip install {1})",
+                venv.display(),
+                provider.package()
+            ),
+        };
         InferenceError::new(
-            &project.join(VENV_CAPI).join(format!("{LIBRARY_PREFIX}*")),
+            &venv.join(VENV_CAPI).join(format!("{LIBRARY_PREFIX}*")),
             format!(
-                "no ONNX Runtime library found: set the ort-library property or \
-                 {LIBRARY_VARIABLE}, or run `make deps` to install onnxruntime into the \
-                 project's virtualenv"
+                "no ONNX Runtime library found for execution-provider={provider} (PyPI package \
+                 {}): set the ort-library property or {LIBRARY_VARIABLE}, or {install}",
+                provider.package()
             ),
         )
     })
 }
 
-/// The `libonnxruntime.so.<version>` with the highest version, compared number by number.
-fn newest_in_venv(project: &Path) -> Option<PathBuf> {
-    let pythons = fs::read_dir(project.join(".venv/lib")).ok()?;
+/// Where a virtualenv keeps the ONNX Runtime library.
+const VENV_CAPI: &str = "lib/python3*/site-packages/onnxruntime/capi";
+
+/// Fails unless the library this process loaded has `provider`, naming the library, what it has
+/// and what to install.
+pub fn require_provider(library: &Path, provider: Provider) -> Result<(), InferenceError> {
+    let error = |message: String| InferenceError::new(library, message);
+    if provider.is_available().map_err(error)? {
+        return Ok(());
+    }
+    let available: Vec<&str> = Provider::ALL
+        .into_iter()
+        .filter(|p| p.is_available().unwrap_or(false))
+        .map(Provider::name)
+        .collect();
+    Err(error(format!(
+        "execution-provider={provider}: this ONNX Runtime library has no {} (it has {}); \
+         install the PyPI package {} and set ort-library to its \
+         onnxruntime/capi/libonnxruntime.so.*. ONNX Runtime is loaded once per process, so every \
+         element in it runs on the same library",
+        provider.runtime_name(),
+        available.join(", "),
+        provider.package()
+    )))
+}
+
+/// The `libonnxruntime.so.<version>` with the highest version in virtualenv `venv`, compared
+/// number by number.
+fn newest_in_venv(venv: &Path) -> Option<PathBuf> {
+    let pythons = fs::read_dir(venv.join("lib")).ok()?;
     pythons
         .flatten()
         .filter(|python| python.file_name().to_string_lossy().starts_with("python3"))
@@ -136,6 +201,7 @@ pub fn environment(library: &Path) -> Result<&'static Environment, InferenceErro
         ort::init()
             .with_name("gst-talkinghead")
             .with_telemetry(false)
+            .with_logger(Arc::new(log))
             .build()
             .map_err(|e| e.to_string())
     })
@@ -143,6 +209,37 @@ pub fn environment(library: &Path) -> Result<&'static Environment, InferenceErro
     let environment: &'static Environment = Box::leak(Box::new(built));
     runtime.environment = Some(environment);
     Ok(environment)
+}
+
+/// Receives ONNX Runtime's own log: the level, where in ONNX Runtime, the message.
+pub type LogSink = fn(LogLevel, &str, &str);
+
+static LOG_SINK: OnceLock<LogSink> = OnceLock::new();
+
+thread_local! {
+    /// The last error ONNX Runtime logged on this thread: often the only place that says why a
+    /// provider failed ("Device GPU is not available"), while the error returned is generic.
+    static LOGGED_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Sends ONNX Runtime's log to `sink` from now on (the first sink set stays; without one the
+/// log is dropped).
+pub fn send_log_to(sink: LogSink) {
+    let _ = LOG_SINK.set(sink);
+}
+
+fn log(level: LogLevel, _category: &str, _id: &str, location: &str, message: &str) {
+    if matches!(level, LogLevel::Error | LogLevel::Fatal) {
+        LOGGED_ERROR.with(|logged| *logged.borrow_mut() = Some(message.to_owned()));
+    }
+    if let Some(sink) = LOG_SINK.get() {
+        sink(level, location, message);
+    }
+}
+
+/// Takes the last error ONNX Runtime logged on this thread since the last call.
+pub(super) fn take_logged_error() -> Option<String> {
+    LOGGED_ERROR.with(|logged| logged.borrow_mut().take())
 }
 
 fn load_library(path: &Path) -> Result<(), String> {
@@ -207,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn explicit_path_then_variable_then_newest_in_venv() {
+    fn explicit_path_then_variable_then_loaded_then_newest_in_the_providers_venv() {
         let project = super::super::tests::Scratch::new("find-library");
         let capi = project.join(".venv/lib/python3.11/site-packages/onnxruntime/capi");
         for name in [
@@ -223,25 +320,72 @@ mod tests {
             &project
                 .join(".venv/lib/python2.7/site-packages/onnxruntime/capi/libonnxruntime.so.9.0.0"),
         );
+        let openvino = project
+            .join(".venv-openvino/lib/python3.11/site-packages/onnxruntime/capi")
+            .join("libonnxruntime.so.1.24.1");
+        touch(&openvino);
 
-        let explicit = Path::new("/opt/ort/libonnxruntime.so");
-        let variable = OsStr::new("/env/libonnxruntime.so");
+        let find =
+            |explicit: Option<&str>, variable: Option<&str>, loaded: Option<&str>, provider| {
+                find_library_in(
+                    explicit.map(Path::new),
+                    variable.map(OsStr::new),
+                    loaded.map(PathBuf::from),
+                    &project,
+                    provider,
+                )
+            };
+        let (explicit, variable) = ("/opt/ort/libonnxruntime.so", "/env/libonnxruntime.so");
+        let loaded = "/loaded/libonnxruntime.so.1.24.1";
         assert_eq!(
-            find_library_in(Some(explicit), Some(variable), &project).unwrap(),
-            explicit
+            find(Some(explicit), Some(variable), Some(loaded), Provider::Cpu).unwrap(),
+            Path::new(explicit)
         );
         assert_eq!(
-            find_library_in(Some(Path::new("")), Some(variable), &project).unwrap(),
+            find(Some(""), Some(variable), Some(loaded), Provider::Cpu).unwrap(),
             Path::new(variable)
         );
         assert_eq!(
-            find_library_in(None, Some(OsStr::new("")), &project).unwrap(),
+            find(None, Some(""), Some(loaded), Provider::OpenVino).unwrap(),
+            Path::new(loaded)
+        );
+        assert_eq!(
+            find(None, Some(""), None, Provider::Cpu).unwrap(),
             capi.join("libonnxruntime.so.1.23.10")
         );
+        assert_eq!(
+            find(None, None, None, Provider::OpenVino).unwrap(),
+            openvino
+        );
+
+        let err = find(None, None, None, Provider::Cuda).unwrap_err();
+        assert!(
+            err.file.ends_with(
+                ".venv-gpu/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*"
+            ),
+            "{err}"
+        );
+        assert!(err.message.contains("onnxruntime-gpu"), "{err}");
 
         let empty = super::super::tests::Scratch::new("find-library-none");
-        let err = find_library_in(None, None, &empty).unwrap_err();
-        assert!(err.file.ends_with("capi/libonnxruntime.so.*"), "{err}");
-        assert!(err.message.contains("make deps"), "{err}");
+        for (provider, venv, package) in [
+            (Provider::Cpu, ".venv/", "package onnxruntime)"),
+            (
+                Provider::OpenVino,
+                ".venv-openvino/",
+                "package onnxruntime-openvino)",
+            ),
+        ] {
+            let err = find_library_in(None, None, None, &empty, provider).unwrap_err();
+            assert!(err.file.ends_with("capi/libonnxruntime.so.*"), "{err}");
+            assert!(err.file.contains(venv), "{err}");
+            assert!(err.message.contains(package), "{err}");
+            assert!(
+                err.message
+                    .contains(&format!("execution-provider={provider} ")),
+                "{err}"
+            );
+            assert!(err.message.contains("make deps"), "{err}");
+        }
     }
 }

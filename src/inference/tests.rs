@@ -95,12 +95,15 @@ fn model(name: &str) -> PathBuf {
 }
 
 fn env() -> &'static Environment {
-    let library = find_library(None).unwrap();
+    let library = find_library(None, Provider::Cpu).unwrap();
     environment(&library).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn one_thread() -> SessionOptions {
-    SessionOptions { intra_threads: 1 }
+    SessionOptions {
+        intra_threads: 1,
+        ..SessionOptions::default()
+    }
 }
 
 fn encoder(name: &str, options: &SessionOptions) -> AudioEncoder {
@@ -187,7 +190,13 @@ fn encoder_batches_of_16_and_4_match_single_runs_bit_for_bit() {
     let windows = mel_windows(16);
     let mut first: Option<Vec<f32>> = None;
     for intra_threads in [1, 2, 4] {
-        let mut encoder = encoder("audio_encoder", &SessionOptions { intra_threads });
+        let mut encoder = encoder(
+            "audio_encoder",
+            &SessionOptions {
+                intra_threads,
+                ..SessionOptions::default()
+            },
+        );
         assert!(!encoder.fixed_batch());
         let single = encoder_one_by_one(&mut encoder, &windows);
         let first = first.get_or_insert_with(|| single.clone());
@@ -222,7 +231,13 @@ fn encoder_batches_of_16_and_4_match_single_runs_bit_for_bit() {
 fn generator_batches_of_16_and_4_match_single_runs_bit_for_bit() {
     let (images, audio) = generator_inputs(16);
     for intra_threads in [1, 2, 4] {
-        let mut generator = generator("generator", &SessionOptions { intra_threads });
+        let mut generator = generator(
+            "generator",
+            &SessionOptions {
+                intra_threads,
+                ..SessionOptions::default()
+            },
+        );
         assert!(!generator.fixed_batch());
         let single = generator_one_by_one(&mut generator, &images, &audio);
         assert!(single.iter().all(|v| *v > 0.0 && *v < 1.0));
@@ -424,7 +439,7 @@ fn runs_with_wrong_buffer_lengths_are_refused() {
 /// same library gives the same environment, and any other file is refused by name.
 #[test]
 fn environment_is_shared_and_refuses_a_second_library() {
-    let library = find_library(None).unwrap();
+    let library = find_library(None, Provider::Cpu).unwrap();
     let first = environment(&library).unwrap();
     assert!(std::ptr::eq(first, environment(&library).unwrap()));
 
@@ -479,7 +494,7 @@ fn failed_library_loads_leave_the_process_free_to_load_one() {
         return;
     }
     let dir = Scratch::new("fresh-process");
-    let library = find_library(None).unwrap();
+    let library = find_library(None, Provider::Cpu).unwrap();
 
     let missing = dir.join("libonnxruntime.so.1.99.0");
     let err = environment(&missing).unwrap_err();

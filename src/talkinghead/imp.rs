@@ -61,6 +61,26 @@ pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// ONNX Runtime's own log (`GST_DEBUG=talkinghead-ort:4`).
+static ORT_CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "talkinghead-ort",
+        gst::DebugColorFlags::empty(),
+        Some("ONNX Runtime, as the talkinghead element runs it"),
+    )
+});
+
+/// Writes one ONNX Runtime log message to `talkinghead-ort`.
+pub(super) fn log_onnx_runtime(level: ort::logging::LogLevel, location: &str, message: &str) {
+    use ort::logging::LogLevel;
+    match level {
+        LogLevel::Fatal | LogLevel::Error => gst::error!(ORT_CAT, "{location}: {message}"),
+        LogLevel::Warning => gst::warning!(ORT_CAT, "{location}: {message}"),
+        LogLevel::Info => gst::info!(ORT_CAT, "{location}: {message}"),
+        LogLevel::Verbose => gst::debug!(ORT_CAT, "{location}: {message}"),
+    }
+}
+
 /// How often the task checks whether the generator is done with a batch in flight while no
 /// frames are queued.
 const IN_FLIGHT_POLL: Duration = Duration::from_millis(5);
@@ -865,9 +885,18 @@ impl ObjectImpl for TalkingHead {
             let latency = self.added_latency();
             let batch_size = self.settings.lock().unwrap().batch_size;
             let queued_frames = self.queue.frames();
+            let models = self
+                .resources
+                .lock()
+                .unwrap()
+                .as_ref()
+                .and_then(|resources| resources.models.clone());
+            let runs_on = models
+                .as_ref()
+                .map(|models| (&models.acceleration, &models.device));
             let stats = self.stats.lock().unwrap();
             return stats
-                .to_structure(batch_size, queued_frames, latency)
+                .to_structure(batch_size, queued_frames, latency, runs_on)
                 .to_value();
         }
         self.settings.lock().unwrap().value(pspec.name())

@@ -6,7 +6,9 @@ use gst::glib;
 use gst::prelude::*;
 
 use super::resources::Wanted;
+use super::{ExecutionProvider, PrecisionSetting};
 use crate::audio::stream::SILENCE_FLOOR_DB;
+use crate::inference::Acceleration;
 
 pub const DEFAULT_AVATAR: Option<&str> = None;
 pub const DEFAULT_START_FRAME: u32 = 0;
@@ -18,6 +20,10 @@ pub const DEFAULT_SILENCE_THRESHOLD_DB: f64 = -50.0;
 pub const DEFAULT_BLEND_FRAMES: u32 = 4;
 pub const DEFAULT_MAX_LATENCY: gst::ClockTime = gst::ClockTime::from_mseconds(200);
 pub const DEFAULT_INFERENCE_THREADS: u32 = 0;
+pub const DEFAULT_EXECUTION_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
+pub const DEFAULT_DEVICE: Option<&str> = None;
+pub const DEFAULT_PRECISION: PrecisionSetting = PrecisionSetting::Fp32;
+pub const DEFAULT_MODEL_CACHE_DIR: Option<&str> = None;
 /// MiB of decoded templates kept: about 40 frames of 1280x720 (a 523-frame 720p avatar stays
 /// under 600 MB of RSS, `tests/avatar_memory.rs`).
 pub const DEFAULT_TEMPLATE_CACHE: u32 = 128;
@@ -37,6 +43,10 @@ pub struct Settings {
     pub blend_frames: u32,
     pub max_latency: gst::ClockTime,
     pub inference_threads: u32,
+    pub execution_provider: ExecutionProvider,
+    pub device: Option<String>,
+    pub precision: PrecisionSetting,
+    pub model_cache_dir: Option<String>,
     pub template_cache: u32,
     pub silent_cache: u32,
 }
@@ -54,6 +64,10 @@ impl Default for Settings {
             blend_frames: DEFAULT_BLEND_FRAMES,
             max_latency: DEFAULT_MAX_LATENCY,
             inference_threads: DEFAULT_INFERENCE_THREADS,
+            execution_provider: DEFAULT_EXECUTION_PROVIDER,
+            device: DEFAULT_DEVICE.map(String::from),
+            precision: DEFAULT_PRECISION,
+            model_cache_dir: DEFAULT_MODEL_CACHE_DIR.map(String::from),
             template_cache: DEFAULT_TEMPLATE_CACHE,
             silent_cache: DEFAULT_SILENT_CACHE,
         }
@@ -68,6 +82,12 @@ impl Settings {
             audio_encoder: self.audio_encoder.as_ref().map(PathBuf::from),
             ort_library: self.ort_library.as_ref().map(PathBuf::from),
             inference_threads: self.inference_threads,
+            acceleration: Acceleration {
+                provider: self.execution_provider.into(),
+                device: self.device.clone(),
+                precision: self.precision.into(),
+                cache_dir: self.model_cache_dir.as_ref().map(PathBuf::from),
+            },
         }
     }
 
@@ -98,6 +118,10 @@ impl Settings {
                 self.max_latency = gst::ClockTime::from_nseconds(value.get().expect(checked))
             }
             "inference-threads" => self.inference_threads = value.get().expect(checked),
+            "execution-provider" => self.execution_provider = value.get().expect(checked),
+            "device" => self.device = value.get().expect(checked),
+            "precision" => self.precision = value.get().expect(checked),
+            "model-cache-dir" => self.model_cache_dir = value.get().expect(checked),
             "template-cache" => self.template_cache = value.get().expect(checked),
             "silent-cache" => self.silent_cache = value.get().expect(checked),
             _ => unreachable!("{name} is not a writable property"),
@@ -117,6 +141,10 @@ impl Settings {
             "blend-frames" => self.blend_frames.to_value(),
             "max-latency" => self.max_latency.nseconds().to_value(),
             "inference-threads" => self.inference_threads.to_value(),
+            "execution-provider" => self.execution_provider.to_value(),
+            "device" => self.device.to_value(),
+            "precision" => self.precision.to_value(),
+            "model-cache-dir" => self.model_cache_dir.to_value(),
             "template-cache" => self.template_cache.to_value(),
             "silent-cache" => self.silent_cache.to_value(),
             _ => unreachable!("{name} is not a setting"),
@@ -223,6 +251,45 @@ pub fn properties() -> Vec<glib::ParamSpec> {
             )
             .maximum(256)
             .default_value(DEFAULT_INFERENCE_THREADS)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecEnum::builder_with_default("execution-provider", DEFAULT_EXECUTION_PROVIDER)
+            .nick("Execution provider")
+            .blurb(
+                "Where the generator runs: cpu (ONNX Runtime's own kernels), openvino \
+                 (the onnxruntime-openvino build, which make deps installs and the element \
+                 finds when ort-library is unset), cuda or tensorrt (an onnxruntime-gpu \
+                 build). A provider the library lacks fails the start, never falls back to \
+                 the CPU. The audio encoder runs on the CPU provider",
+            )
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("device")
+            .nick("Device")
+            .blurb(
+                "The execution provider's device: CPU, GPU, GPU.1, NPU... for openvino \
+                 (unset: CPU), a CUDA device number for cuda and tensorrt (unset: 0); \
+                 unset for cpu",
+            )
+            .default_value(DEFAULT_DEVICE)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecEnum::builder_with_default("precision", DEFAULT_PRECISION)
+            .nick("Precision")
+            .blurb(
+                "What the generator computes in: fp32 everywhere; bf16 with openvino on a \
+                 CPU with bf16 instructions; fp16 with openvino on a GPU or a CPU with fp16 \
+                 instructions, and with tensorrt. Any other pair fails the start",
+            )
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("model-cache-dir")
+            .nick("Model cache folder")
+            .blurb(
+                "Folder where openvino keeps its compiled models and tensorrt its engines \
+                 and timing cache, so a second start is faster. Unset: nothing is kept",
+            )
+            .default_value(DEFAULT_MODEL_CACHE_DIR)
             .mutable_ready()
             .build(),
         glib::ParamSpecUInt::builder("template-cache")

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use super::engine::{Stages, Tally};
+use crate::inference::{Acceleration, Device};
 
 #[derive(Default)]
 pub struct Stats {
@@ -57,6 +58,7 @@ impl Stats {
         batch_size: u32,
         queued_frames: usize,
         latency: gst::ClockTime,
+        runs_on: Option<(&Acceleration, &Device)>,
     ) -> gst::Structure {
         let per_second = |frames: u64, time: Duration| {
             let seconds = time.as_secs_f64();
@@ -106,6 +108,18 @@ impl Stats {
             .field("image-ms", ms_per(self.stages.image, rendered))
             .field("convert-ms", ms_per(self.stages.convert, rendered))
             .field("latency", latency.nseconds())
+            .field(
+                "execution-provider",
+                runs_on.map_or("none", |(acceleration, _)| acceleration.provider.name()),
+            )
+            .field(
+                "device",
+                runs_on.map_or("none".into(), |(_, device)| device.to_string()),
+            )
+            .field(
+                "precision",
+                runs_on.map_or("none", |(acceleration, _)| acceleration.precision.name()),
+            )
             .build()
     }
 }

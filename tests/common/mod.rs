@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod memory;
+pub mod parity;
 pub mod scripts;
 
 use std::sync::Once;
@@ -210,7 +211,7 @@ pub fn start_error(properties: &[(&str, String)]) -> String {
         .unwrap();
     let head = pipeline.by_name("head").unwrap();
     for (name, value) in properties {
-        head.set_property(name, value);
+        head.set_property_from_str(name, value);
     }
     assert!(
         pipeline.set_state(gst::State::Paused).is_err(),

@@ -769,6 +769,9 @@ impl TalkingHead {
         };
         let batch_size = settings.batch_size as usize;
         let timeline = Timeline::new(avatar.frames.len(), settings.start_frame, models.is_some());
+        let runs_on = models
+            .as_ref()
+            .map(|models| (models.acceleration.clone(), models.device.clone()));
         let engine = Engine::new(
             avatar,
             models,
@@ -789,7 +792,7 @@ impl TalkingHead {
         *self.state.lock().unwrap() = State::new(timeline);
         self.queue.set_max_frames(QUEUED_BATCHES * batch_size);
         self.pusher.set_limit(QUEUED_BATCHES * batch_size);
-        *self.stats.lock().unwrap() = Stats::default();
+        *self.stats.lock().unwrap() = Stats::new(runs_on);
         self.renderer.lock().unwrap().engine = Some(engine);
         *self.downstream.lock().unwrap() = Downstream::default();
         Ok(())
@@ -885,18 +888,9 @@ impl ObjectImpl for TalkingHead {
             let latency = self.added_latency();
             let batch_size = self.settings.lock().unwrap().batch_size;
             let queued_frames = self.queue.frames();
-            let models = self
-                .resources
-                .lock()
-                .unwrap()
-                .as_ref()
-                .and_then(|resources| resources.models.clone());
-            let runs_on = models
-                .as_ref()
-                .map(|models| (&models.acceleration, &models.device));
             let stats = self.stats.lock().unwrap();
             return stats
-                .to_structure(batch_size, queued_frames, latency, runs_on)
+                .to_structure(batch_size, queued_frames, latency)
                 .to_value();
         }
         self.settings.lock().unwrap().value(pspec.name())

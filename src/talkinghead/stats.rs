@@ -24,6 +24,8 @@ pub struct Stats {
     /// NaN or infinite audio samples replaced by silence.
     pub samples_non_finite: u64,
     pub last_batch: u32,
+    /// What the generator runs on; `None` without models.
+    pub runs_on: Option<(Acceleration, Device)>,
     /// Time spent rendering (features, generator, composition, conversion), and on the frames
     /// that went through the generator.
     render_time: Duration,
@@ -33,6 +35,14 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Counters at zero, for a stream whose generator runs on `runs_on`.
+    pub fn new(runs_on: Option<(Acceleration, Device)>) -> Self {
+        Stats {
+            runs_on,
+            ..Stats::default()
+        }
+    }
+
     /// Adds what rendering a batch of `frames` frames did.
     pub fn count(&mut self, tally: &Tally, frames: usize) {
         self.render_time += tally.time;
@@ -58,8 +68,8 @@ impl Stats {
         batch_size: u32,
         queued_frames: usize,
         latency: gst::ClockTime,
-        runs_on: Option<(&Acceleration, &Device)>,
     ) -> gst::Structure {
+        let runs_on = self.runs_on.as_ref();
         let per_second = |frames: u64, time: Duration| {
             let seconds = time.as_secs_f64();
             if seconds > 0.0 {

@@ -99,7 +99,8 @@ fn openvino_is_refused_without_its_library() {
 
 #[test]
 fn precisions_and_devices_a_provider_cannot_honour_are_refused() {
-    let refused: &[(&[(&str, &str)], &[&str])] = &[
+    type Properties<'a> = &'a [(&'a str, &'a str)];
+    let refused: &[(Properties, &[&str])] = &[
         (
             &[("precision", "bf16")],
             &["precision=bf16 on execution-provider=cpu:"],

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use gsttalkinghead::audio::features::FRAME_WINDOW_LEN;
 use gsttalkinghead::audio::stream::FeatureStream;
-use gsttalkinghead::avatar::{Avatar, JpegDecoder, Source};
+use gsttalkinghead::avatar::{Avatar, JpegDecoder, Source, pingpong};
 use gsttalkinghead::compose::{self, BgrImage, Compositor, FaceCrop, INPUT_LEN, OUTPUT_LEN};
 use gsttalkinghead::engine::{self, Batch, Engine, SampleFormat};
 use gsttalkinghead::inference::{self, AudioEncoder, Generator, SessionOptions};
@@ -93,6 +93,11 @@ const BATCHES: [usize; 5] = [1, 2, 4, 8, 16];
 const INTERLEAVED_ROUNDS: usize = 3;
 const ROUND_FRAMES: usize = 48;
 const LONG_FRAMES: u64 = 5_000;
+/// The OpenVINO configuration the providers rows measure.
+const OPENVINO_BF16: [&str; 2] = ["execution-provider=openvino", "precision=bf16"];
+/// Rounds of the providers' alternating offline runs, and the frames the quality row compares.
+const PROVIDER_ROUNDS: usize = 3;
+const QUALITY_FRAMES: usize = 50;
 
 struct Setup {
     avatar: PathBuf,
@@ -765,16 +770,156 @@ fn main() {
         return;
     }
     let smoke = args.iter().any(|a| a == "--smoke");
-    if args.iter().any(|a| a == "--live") {
+    // The runs made in a process of their own: `--live`, `--offline`, `--quality`, each followed
+    // by the element's properties as name=value.
+    if let Some(mode) = ["--live", "--offline", "--quality"]
+        .into_iter()
+        .find(|mode| args.iter().any(|a| a == mode))
+    {
         gst::init().unwrap();
         gsttalkinghead::plugin_register_static().expect("registering the plugin");
         let setup = Setup::new(smoke);
-        let [what, setting, value, _] = live_row(&setup, smoke);
-        println!("{what} | {setting} | {value}");
+        let extra: Vec<(String, String)> = args
+            .iter()
+            .filter_map(|a| a.split_once('='))
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        match mode {
+            "--live" => {
+                let [what, setting, value, _] = live_row(&setup, smoke, &extra);
+                println!("{what} | {setting} | {value}");
+            }
+            "--offline" => {
+                let run = offline_run(&setup, &extra);
+                println!("{} {}", run.frames, run.elapsed.as_secs_f64());
+            }
+            _ => {
+                let [fp32, bf16] = quality(&setup);
+                println!("{} {} {} {}", fp32.0, fp32.1, bf16.0, bf16.1);
+            }
+        }
         return;
     }
     let table = run(smoke);
     print!("{table}");
+}
+
+/// The middle value (the mean of the middle two of an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let half = sorted.len() / 2;
+    if sorted.len() % 2 == 0 {
+        (sorted[half - 1] + sorted[half]) / 2.0
+    } else {
+        sorted[half]
+    }
+}
+
+/// `name=value, ...`, or `defaults`.
+fn describe(properties: &[(String, String)]) -> String {
+    if properties.is_empty() {
+        return "defaults".into();
+    }
+    properties
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The bench clip offline through the element on the bench avatar, every frame inferred, with
+/// `extra` properties (row 8, in a process of its own).
+fn offline_run(setup: &Setup, extra: &[(String, String)]) -> ElementRun {
+    let launch = format!(
+        "filesrc location={} ! wavparse ! audioconvert ! audioresample ! talkinghead name=head ! \
+         fakesink name=sink sync=false",
+        setup.speech.display()
+    );
+    let mut properties = vec![
+        ("avatar", setup.avatar.display().to_string()),
+        ("audio-encoder", setup.encoder.display().to_string()),
+        ("generator", setup.generator.display().to_string()),
+        ("silence-threshold", "-200".to_string()),
+    ];
+    properties.extend(
+        extra
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.clone())),
+    );
+    run_element(&launch, &properties, &[], false)
+}
+
+/// Frames of the bench clip compared over the crop boxes: the first [`QUALITY_FRAMES`] frames
+/// through OpenVINO in fp32 and in bf16 against ONNX Runtime's CPU provider of the same build,
+/// each as (PSNR in dB, largest difference of a value in 0-255).
+fn quality(setup: &Setup) -> [(f64, u8); 2] {
+    // The OpenVINO build first, so that the CPU provider's run uses it too.
+    let library = inference::find_library(None, inference::Provider::OpenVino).unwrap();
+    inference::environment(&library).unwrap();
+    let avatar = Avatar::load(&Source::Folder(setup.avatar.clone())).unwrap();
+    let frames = |extra: &str| {
+        let pipeline = gst::parse::launch(&format!(
+            "filesrc location={} ! wavparse ! audioconvert ! audioresample ! \
+             talkinghead name=head avatar={} audio-encoder={} generator={} \
+             silence-threshold=-200 {extra} ! videoconvert ! video/x-raw,format=BGR ! \
+             appsink name=sink sync=false",
+            setup.speech.display(),
+            setup.avatar.display(),
+            setup.encoder.display(),
+            setup.generator.display()
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let sink = pipeline
+            .by_name("sink")
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let frames: Vec<Vec<u8>> = (0..QUALITY_FRAMES)
+            .map(|_| {
+                let sample = sink.pull_sample().expect("a frame");
+                sample.buffer().unwrap().map_readable().unwrap().to_vec()
+            })
+            .collect();
+        pipeline.set_state(gst::State::Null).unwrap();
+        frames
+    };
+    let reference = frames("");
+    let compare = |ours: Vec<Vec<u8>>| {
+        let (mut squares, mut count, mut worst) = (0f64, 0u64, 0u8);
+        for (n, (a, b)) in ours.iter().zip(&reference).enumerate() {
+            let crop = avatar.frames[pingpong(n as u64, avatar.frames.len())].crop;
+            let width = avatar.width as usize;
+            for y in crop.y0 as usize..crop.y1 as usize {
+                let row = 3 * (y * width + crop.x0 as usize)..3 * (y * width + crop.x1 as usize);
+                for (x, y) in a[row.clone()].iter().zip(&b[row]) {
+                    squares += (f64::from(*x) - f64::from(*y)).powi(2);
+                    count += 1;
+                    worst = worst.max(x.abs_diff(*y));
+                }
+            }
+        }
+        (
+            10.0 * (255.0f64.powi(2) / (squares / count as f64)).log10(),
+            worst,
+        )
+    };
+    let fp32 = compare(frames("execution-provider=openvino"));
+    let bf16 = compare(frames("execution-provider=openvino precision=bf16"));
+    [fp32, bf16]
+}
+
+/// Runs this bench binary in a new process with `args`; its standard output.
+fn in_own_process(args: &[&str]) -> String {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .output()
+        .expect("running a measurement in its own process");
+    assert!(output.status.success(), "{args:?} failed: {output:?}");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
 /// What a live run at real-time pace did.
@@ -889,8 +1034,9 @@ fn live_run(properties: &[(&str, String)], samples: &[f32]) -> LiveRun {
     }
 }
 
-/// Row 6: the live run on the built-in avatar with `setup`'s models (the smoke run: 2 s).
-fn live_row(setup: &Setup, smoke: bool) -> [String; 4] {
+/// Row 6: the live run on the built-in avatar with `setup`'s models and `extra` properties (the
+/// smoke run: 2 s).
+fn live_row(setup: &Setup, smoke: bool, extra: &[(String, String)]) -> [String; 4] {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let clip = read_wav(&root.join("models/demo/speech.wav"));
     let samples: Vec<f32> = if smoke {
@@ -898,10 +1044,15 @@ fn live_row(setup: &Setup, smoke: bool) -> [String; 4] {
     } else {
         clip.iter().copied().cycle().take(3 * clip.len()).collect()
     };
-    let properties = [
+    let mut properties = vec![
         ("audio-encoder", setup.encoder.display().to_string()),
         ("generator", setup.generator.display().to_string()),
     ];
+    properties.extend(
+        extra
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.clone())),
+    );
     let run = live_run(&properties, &samples);
     let stats = &run.stats;
     eprintln!("live: {stats}");
@@ -916,8 +1067,9 @@ fn live_row(setup: &Setup, smoke: bool) -> [String; 4] {
     [
         "6. live, real-time pace, built-in 640x360 avatar".into(),
         format!(
-            "{:.0} s of audio in 20 ms buffers, defaults, `queue ! fakesink sync=true`",
-            samples.len() as f64 / 16_000.0
+            "{:.0} s of audio in 20 ms buffers, {}, `queue ! fakesink sync=true`",
+            samples.len() as f64 / 16_000.0,
+            describe(extra)
         ),
         format!(
             "{speech} speech frames: {:.1} % inferred, {:.1} % held, {:.1} % late; {} silent \
@@ -1133,12 +1285,11 @@ pub fn run(smoke: bool) -> String {
         before = after;
     }
     drop(sessions);
-    let mut ratios: Vec<f64> = rounds
+    let ratios: Vec<f64> = rounds
         .iter()
         .map(|(element, alone, _)| element / alone)
         .collect();
-    ratios.sort_by(f64::total_cmp);
-    let median = ratios[ratios.len() / 2];
+    let element_vs_alone = median(&ratios);
     row(
         "2. element end to end, default settings, interleaved with 1.",
         format!(
@@ -1152,8 +1303,8 @@ pub fn run(smoke: bool) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-        format!("median {:.1} %", 100.0 * median),
-        format!("{:.1} %", 100.0 * median),
+        format!("median {:.1} %", 100.0 * element_vs_alone),
+        format!("{:.1} %", 100.0 * element_vs_alone),
     );
 
     let default_fps = fps(default.frames, default.elapsed);
@@ -1348,19 +1499,19 @@ pub fn run(smoke: bool) -> String {
 
     // 6. Live, in a process of its own (but in the smoke test, whose binary is not this one):
     // after the runs above, this one's threads and memory are not a fresh element's.
-    let [what, setting, value, ratio] = if smoke {
-        live_row(&setup, smoke)
+    if smoke {
+        let [what, setting, value, ratio] = live_row(&setup, smoke, &[]);
+        row(&what, setting, value, ratio);
     } else {
-        let output = std::process::Command::new(std::env::current_exe().unwrap())
-            .arg("--live")
-            .output()
-            .expect("running the live measurement");
-        assert!(output.status.success(), "the live run failed: {output:?}");
-        let text = String::from_utf8_lossy(&output.stdout);
-        let fields: Vec<&str> = text.trim().splitn(3, " | ").collect();
-        [fields[0], fields[1], fields[2], ""].map(String::from)
-    };
-    row(&what, setting, value, ratio);
+        for args in [
+            &["--live"][..],
+            &["--live", OPENVINO_BF16[0], OPENVINO_BF16[1]],
+        ] {
+            let text = in_own_process(args);
+            let fields: Vec<&str> = text.splitn(3, " | ").collect();
+            row(fields[0], fields[1].into(), fields[2].into(), String::new());
+        }
+    }
 
     // 7. Pauses.
     let paused = setup.out.join("pauses.wav");
@@ -1403,6 +1554,66 @@ pub fn run(smoke: bool) -> String {
             pauses.elapsed.as_secs_f64().recip() / inferred.elapsed.as_secs_f64().recip()
         ),
     );
+
+    // 8. Execution providers: ONNX Runtime loads once per process, so each run has one of its
+    // own; the configurations alternate, round after round, so the machine's drift cancels.
+    // Not in the smoke run, whose binary is the test's.
+    if !smoke {
+        let configurations: [&[&str]; 3] = [&[], &OPENVINO_BF16[..1], &OPENVINO_BF16];
+        let mut fps_of = vec![Vec::new(); configurations.len()];
+        for _ in 0..PROVIDER_ROUNDS {
+            for (extra, fps_of) in configurations.iter().zip(&mut fps_of) {
+                let mut args = vec!["--offline"];
+                args.extend(*extra);
+                let text = in_own_process(&args);
+                let (frames, seconds) = text.split_once(' ').unwrap();
+                fps_of.push(frames.parse::<f64>().unwrap() / seconds.parse::<f64>().unwrap());
+            }
+        }
+        eprintln!("providers, frames/s by round: {fps_of:?}");
+        let ratios =
+            |of: &[f64]| -> Vec<f64> { of.iter().zip(&fps_of[0]).map(|(a, b)| a / b).collect() };
+        for (extra, of) in configurations.iter().zip(&fps_of).skip(1) {
+            let ratios = ratios(of);
+            row(
+                &format!("8. execution provider: {}", extra.join(" ")),
+                format!(
+                    "the element offline as in 2. at its defaults, every frame inferred; \
+                     alternating with execution-provider=cpu, {PROVIDER_ROUNDS} rounds, each \
+                     run a process of its own"
+                ),
+                format!(
+                    "{:.2} frames/s against {:.2} (medians); by round {}",
+                    median(of),
+                    median(&fps_of[0]),
+                    ratios
+                        .iter()
+                        .map(|r| format!("{r:.2}×"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                format!("{:.2}× cpu", median(&ratios)),
+            );
+        }
+        let text = in_own_process(&["--quality"]);
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        row(
+            "8. OpenVINO quality",
+            format!(
+                "the first {QUALITY_FRAMES} frames' crop boxes (BGR) against ONNX Runtime's CPU \
+                 provider of the same build"
+            ),
+            format!(
+                "fp32: PSNR {:.1} dB, largest difference {}; bf16: PSNR {:.1} dB, largest \
+                 difference {}",
+                fields[0].parse::<f64>().unwrap(),
+                fields[1],
+                fields[2].parse::<f64>().unwrap(),
+                fields[3]
+            ),
+            String::new(),
+        );
+    }
 
     let machine = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

@@ -6,13 +6,17 @@ use super::EngineError;
 use crate::audio::features::samples_needed_for_frame;
 use crate::audio::stream::FeatureStream;
 use crate::avatar::Avatar;
+use crate::inference::Provider;
 use crate::synth::{Face, FrameRequest, FrameSynth, Tensors};
 use crate::talkinghead::resources::Models;
 
 /// Runs freshly loaded models on silence over the first template: a frame alone twice, timing
 /// the second (what inferring a frame costs, so that a live stream's first batch already knows
 /// what it can afford), then a whole batch, so that ONNX Runtime has set up its memory for full
-/// batches before the first stream starts rather than in its first batch.
+/// batches before the first stream starts rather than in its first batch. A provider other than
+/// ONNX Runtime's CPU kernels runs every batch size up to `batch`: OpenVINO compiles the model
+/// anew for each input shape it first sees (its first batch of 8 took 547 ms, the next 296 ms),
+/// and a live stream's batches take any size.
 pub fn warm_up(avatar: &Avatar, models: &Models, batch: usize) -> Result<Duration, EngineError> {
     let batch = batch.max(1);
     let mut synth = FrameSynth::new(avatar, batch, 0)?;
@@ -51,8 +55,14 @@ pub fn warm_up(avatar: &Avatar, models: &Models, batch: usize) -> Result<Duratio
     let started = Instant::now();
     run(1)?;
     let cost = started.elapsed();
-    if batch > 1 {
-        run(batch)?;
+    if models.acceleration.provider == Provider::Cpu {
+        if batch > 1 {
+            run(batch)?;
+        }
+    } else {
+        for frames in 2..=batch {
+            run(frames)?;
+        }
     }
     Ok(cost)
 }

@@ -136,6 +136,30 @@ impl Setup {
     }
 }
 
+impl Setup {
+    /// The element end to end on the bench clip, `talkinghead name=head` into `fakesink
+    /// name=sink`.
+    fn launch(&self) -> String {
+        format!(
+            "filesrc location={} ! wavparse ! audioconvert ! audioresample ! \
+             talkinghead name=head ! fakesink name=sink sync=false",
+            self.speech.display()
+        )
+    }
+
+    /// The bench avatar and models with every frame through the models from its own audio, as
+    /// ONNX Runtime alone and the naive loop run them: at its defaults the element shows a frame
+    /// whose audio is silent with its template's silent face, kept (row 7).
+    fn every_frame_inferred(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("avatar", self.avatar.display().to_string()),
+            ("audio-encoder", self.encoder.display().to_string()),
+            ("generator", self.generator.display().to_string()),
+            ("silence-threshold", "-200".to_string()),
+        ]
+    }
+}
+
 /// 16-bit mono 16 kHz PCM WAV samples as the element sees them after `audioconvert` (F32).
 fn read_wav(path: &Path) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -831,23 +855,13 @@ fn describe(properties: &[(String, String)]) -> String {
 /// The bench clip offline through the element on the bench avatar, every frame inferred, with
 /// `extra` properties (row 8, in a process of its own).
 fn offline_run(setup: &Setup, extra: &[(String, String)]) -> ElementRun {
-    let launch = format!(
-        "filesrc location={} ! wavparse ! audioconvert ! audioresample ! talkinghead name=head ! \
-         fakesink name=sink sync=false",
-        setup.speech.display()
-    );
-    let mut properties = vec![
-        ("avatar", setup.avatar.display().to_string()),
-        ("audio-encoder", setup.encoder.display().to_string()),
-        ("generator", setup.generator.display().to_string()),
-        ("silence-threshold", "-200".to_string()),
-    ];
+    let mut properties = setup.every_frame_inferred();
     properties.extend(
         extra
             .iter()
             .map(|(name, value)| (name.as_str(), value.clone())),
     );
-    run_element(&launch, &properties, &[], false)
+    run_element(&setup.launch(), &properties, &[], false)
 }
 
 /// Frames of the bench clip compared over the crop boxes: the first [`QUALITY_FRAMES`] frames
@@ -1120,19 +1134,8 @@ pub fn run(smoke: bool) -> String {
 
     // 2. The element end to end, first: the process has allocated little yet, so its peak RSS
     // is the element's.
-    let launch = format!(
-        "filesrc location={} ! wavparse ! audioconvert ! audioresample ! talkinghead name=head ! \
-         fakesink name=sink sync=false",
-        setup.speech.display()
-    );
-    // Every frame through the models from its own audio, as in 1. and 3.: at its defaults the
-    // element shows a frame whose audio is silent with its template's silent face, kept (row 7).
-    let mut properties = vec![
-        ("avatar", setup.avatar.display().to_string()),
-        ("audio-encoder", setup.encoder.display().to_string()),
-        ("generator", setup.generator.display().to_string()),
-        ("silence-threshold", "-200".to_string()),
-    ];
+    let launch = setup.launch();
+    let mut properties = setup.every_frame_inferred();
     let steady = if smoke { [16, 40] } else { [96, 224] };
     let default = run_element(&launch, &properties, &steady, true);
     let default_properties = properties.clone();

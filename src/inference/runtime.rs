@@ -4,7 +4,9 @@
 //! and registers without it and the library can be chosen per pipeline. `ort` keeps the first
 //! library it opens for the life of the process and allows one environment, so both live here,
 //! behind one lock, and only a *successful* load is remembered: a bad path leaves the process
-//! free to load a good one afterwards.
+//! free to load a good one afterwards. ONNX Runtime's own log goes to the sink set with
+//! [`send_log_to`]; the last error it logged on a thread is kept for that thread's next error
+//! message.
 
 use std::cell::RefCell;
 use std::ffi::OsStr;
@@ -21,6 +23,8 @@ use super::{InferenceError, Provider};
 /// Environment variable naming the library, the same one `ort` itself honours.
 const LIBRARY_VARIABLE: &str = "ORT_DYLIB_PATH";
 const LIBRARY_PREFIX: &str = "libonnxruntime.so.";
+/// Where a virtualenv keeps the ONNX Runtime library.
+const VENV_CAPI: &str = "lib/python3*/site-packages/onnxruntime/capi";
 
 /// The virtualenv, under the project root, that holds the ONNX Runtime build with `provider`:
 /// `make deps` installs `onnxruntime` into `.venv` and `onnxruntime-openvino` into
@@ -98,9 +102,6 @@ fn find_library_in(
         )
     })
 }
-
-/// Where a virtualenv keeps the ONNX Runtime library.
-const VENV_CAPI: &str = "lib/python3*/site-packages/onnxruntime/capi";
 
 /// Fails unless the library this process loaded has `provider`, naming the library, what it has
 /// and what to install.
@@ -206,6 +207,9 @@ pub fn environment(library: &Path) -> Result<&'static Environment, InferenceErro
             .map_err(|e| e.to_string())
     })
     .map_err(|e| error(format!("cannot create the ONNX Runtime environment: {e}")))?;
+    // With a logger of its own `ort` asks for every message, down to verbose ones, which ONNX
+    // Runtime would format on every run.
+    built.set_log_level(LogLevel::Warning);
     let environment: &'static Environment = Box::leak(Box::new(built));
     runtime.environment = Some(environment);
     Ok(environment)

@@ -25,7 +25,18 @@ ORT_OLD := target/ort-old/libonnxruntime.so.$(ORT_OLD_VERSION)
 export GST_PLUGIN_PATH := $(CURDIR)/target/release
 export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
 
-.PHONY: demo test bench deps build lint clean live-drift fuzz fuzz-tool leakcheck soak
+.PHONY: demo test bench deps build lint clean live-drift fuzz fuzz-tool leakcheck soak install uninstall
+
+# `make install`: for this user, into ~/.local/share/gstreamer-1.0/plugins (or under
+# $XDG_DATA_HOME); with PREFIX or DESTDIR set, into the plugin folder pkg-config names for PREFIX
+# (default /usr), under DESTDIR. ONNX Runtime goes beside it, into ../gst-talkinghead/
+# (tools/install.sh).
+ifeq ($(origin PREFIX)$(origin DESTDIR),undefinedundefined)
+PLUGIN_DIR ?= $(or $(XDG_DATA_HOME),$(HOME)/.local/share)/gstreamer-1.0/plugins
+else
+PREFIX ?= /usr
+PLUGIN_DIR ?= $(DESTDIR)$(shell pkg-config --define-variable=prefix=$(PREFIX) --variable=pluginsdir gstreamer-1.0)
+endif
 
 FUZZ_SECONDS ?= 60
 # Seconds each fuzz target runs in `make test`.
@@ -75,6 +86,12 @@ bench: deps build
 	@test -f target/bench-models/generator.onnx || $(VENV)/bin/python tools/make_synctalk_models.py
 	@test -f target/bench-avatar/landmarks/99.lms || $(VENV)/bin/python tools/make_bench_avatar.py
 	cargo bench --quiet --bench throughput
+
+install: deps build
+	tools/install.sh install "$(PLUGIN_DIR)"
+
+uninstall:
+	tools/install.sh uninstall "$(PLUGIN_DIR)"
 
 lint:
 	cargo fmt --all -- --check

@@ -12,6 +12,9 @@ mod workers;
 pub use talkinghead::{clock, engine, resources, timeline};
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
+    if let Some(file) = plugin.filename() {
+        inference::set_plugin_file(file);
+    }
     talkinghead::register(plugin)
 }
 

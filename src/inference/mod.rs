@@ -8,6 +8,7 @@ mod contract;
 mod models;
 mod provider;
 mod runtime;
+mod search;
 #[cfg(test)]
 mod tests;
 
@@ -17,7 +18,9 @@ use std::path::Path;
 pub use contract::{AUDIO_FEATURES_LEN, EMBEDDING_LEN, FACE_LEN, IMAGE_LEN, MEL_WINDOW_LEN};
 pub use models::{AudioEncoder, Generator, ModelSource};
 pub use provider::{Acceleration, CpuFeatures, Device, Precision, Provider};
-pub use runtime::{LogSink, environment, find_library, require_provider, send_log_to};
+pub use runtime::{
+    LogSink, environment, find_library, require_provider, send_log_to, set_plugin_file,
+};
 
 /// A problem with a model or the runtime, naming the file and (where it applies) the tensor.
 #[derive(Debug, Clone)]

@@ -9,7 +9,6 @@
 //! message.
 
 use std::cell::RefCell;
-use std::ffi::OsStr;
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -18,36 +17,21 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use ort::environment::Environment;
 use ort::logging::LogLevel;
 
+use super::search::{self, Places};
 use super::{InferenceError, Provider};
 
-/// Environment variable naming the library, the same one `ort` itself honours.
-const LIBRARY_VARIABLE: &str = "ORT_DYLIB_PATH";
-const LIBRARY_PREFIX: &str = "libonnxruntime.so.";
-/// Where a virtualenv keeps the ONNX Runtime library.
-const VENV_CAPI: &str = "lib/python3*/site-packages/onnxruntime/capi";
+/// The file GStreamer loaded the plugin from, if it did (not when registered statically).
+static PLUGIN_FILE: OnceLock<PathBuf> = OnceLock::new();
 
-/// The virtualenv, under the project root, that holds the ONNX Runtime build with `provider`:
-/// `make deps` installs `onnxruntime` into `.venv` and `onnxruntime-openvino` into
-/// `.venv-openvino` (the two packages are both the Python module `onnxruntime`, so they cannot
-/// share one); `onnxruntime-gpu` is the user's to install, into `.venv-gpu`.
-fn venv(provider: Provider) -> &'static str {
-    match provider {
-        Provider::Cpu => ".venv",
-        Provider::OpenVino => ".venv-openvino",
-        Provider::Cuda | Provider::TensorRt => ".venv-gpu",
-    }
+/// Records the file the plugin was loaded from: the ONNX Runtime installed beside it is looked
+/// for there.
+pub fn set_plugin_file(path: PathBuf) {
+    let _ = PLUGIN_FILE.set(path);
 }
 
-/// Where the ONNX Runtime library for `provider` is looked for, in order: `explicit` (the
-/// element's `ort-library` property), the `ORT_DYLIB_PATH` environment variable, the library
-/// this process already loaded (a process has one), then the project's own install: the newest
-/// `libonnxruntime.so.*` under `<CARGO_MANIFEST_DIR at build time>/<venv>/lib/python3*/
-/// site-packages/onnxruntime/capi/`, the virtualenv that [`venv`] names for the provider.
-///
-/// An explicit path or the variable is returned as given, even when nothing is there: a path
-/// someone chose that does not work is reported by [`environment`], never silently replaced by
-/// another library. Empty values count as unset. Whether the library has the provider is
-/// [`require_provider`]'s to say once it is loaded.
+/// The ONNX Runtime library for `provider`: `explicit` (the element's `ort-library`), then the
+/// places [`search`](super::search) lists, in its order. Whether the library has the provider
+/// is [`require_provider`]'s to say once it is loaded.
 pub fn find_library(
     explicit: Option<&Path>,
     provider: Provider,
@@ -57,50 +41,8 @@ pub fn find_library(
         .unwrap_or_else(PoisonError::into_inner)
         .library
         .clone();
-    find_library_in(
-        explicit,
-        std::env::var_os(LIBRARY_VARIABLE).as_deref(),
-        loaded,
-        Path::new(env!("CARGO_MANIFEST_DIR")),
-        provider,
-    )
-}
-
-fn find_library_in(
-    explicit: Option<&Path>,
-    variable: Option<&OsStr>,
-    loaded: Option<PathBuf>,
-    project: &Path,
-    provider: Provider,
-) -> Result<PathBuf, InferenceError> {
-    if let Some(path) = explicit.filter(|p| !p.as_os_str().is_empty()) {
-        return Ok(path.to_owned());
-    }
-    if let Some(path) = variable.filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(path));
-    }
-    if let Some(path) = loaded {
-        return Ok(path);
-    }
-    let venv = project.join(venv(provider));
-    newest_in_venv(&venv).ok_or_else(|| {
-        let install = match provider {
-            Provider::Cpu | Provider::OpenVino => "run `make deps` to install it there".into(),
-            Provider::Cuda | Provider::TensorRt => format!(
-                "install it there (python3 -m venv {0} && {0}/bin/pip install {1})",
-                venv.display(),
-                provider.package()
-            ),
-        };
-        InferenceError::new(
-            &venv.join(VENV_CAPI).join(format!("{LIBRARY_PREFIX}*")),
-            format!(
-                "no ONNX Runtime library found for execution-provider={provider} (PyPI package \
-                 {}): set the ort-library property or {LIBRARY_VARIABLE}, or {install}",
-                provider.package()
-            ),
-        )
-    })
+    let places = Places::of_process(explicit, loaded, PLUGIN_FILE.get().cloned());
+    search::find(&places, provider)
 }
 
 /// Fails unless the library this process loaded has `provider`, naming the library, what it has
@@ -124,31 +66,6 @@ pub fn require_provider(library: &Path, provider: Provider) -> Result<(), Infere
         available.join(", "),
         provider.package()
     )))
-}
-
-/// The `libonnxruntime.so.<version>` with the highest version in virtualenv `venv`, compared
-/// number by number.
-fn newest_in_venv(venv: &Path) -> Option<PathBuf> {
-    let pythons = fs::read_dir(venv.join("lib")).ok()?;
-    pythons
-        .flatten()
-        .filter(|python| python.file_name().to_string_lossy().starts_with("python3"))
-        .filter_map(|python| {
-            fs::read_dir(python.path().join("site-packages/onnxruntime/capi")).ok()
-        })
-        .flat_map(|capi| capi.flatten())
-        .filter_map(|entry| {
-            let name = entry.file_name();
-            let version = name.to_str()?.strip_prefix(LIBRARY_PREFIX)?;
-            let numbers = version
-                .split('.')
-                .map(str::parse::<u64>)
-                .collect::<Result<Vec<_>, _>>()
-                .ok()?;
-            Some((numbers, entry.path()))
-        })
-        .max()
-        .map(|(_, path)| path)
 }
 
 /// What this process has loaded. `library` is set as soon as `ort` holds the library (it can't
@@ -300,96 +217,5 @@ mod tests {
             message,
             "ONNX Runtime 1.16.3 is too old: this build needs 1.23.0 or newer"
         );
-    }
-
-    fn touch(path: &Path) {
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, b"").unwrap();
-    }
-
-    #[test]
-    fn explicit_path_then_variable_then_loaded_then_newest_in_the_providers_venv() {
-        let project = super::super::tests::Scratch::new("find-library");
-        let capi = project.join(".venv/lib/python3.11/site-packages/onnxruntime/capi");
-        for name in [
-            "libonnxruntime.so.1.9.0",
-            "libonnxruntime.so.1.23.2",
-            "libonnxruntime.so.1.23.10",
-            "libonnxruntime.so.2.0.0-dev",
-            "libonnxruntime_providers_shared.so",
-        ] {
-            touch(&capi.join(name));
-        }
-        touch(
-            &project
-                .join(".venv/lib/python2.7/site-packages/onnxruntime/capi/libonnxruntime.so.9.0.0"),
-        );
-        let openvino = project
-            .join(".venv-openvino/lib/python3.11/site-packages/onnxruntime/capi")
-            .join("libonnxruntime.so.1.24.1");
-        touch(&openvino);
-
-        let find =
-            |explicit: Option<&str>, variable: Option<&str>, loaded: Option<&str>, provider| {
-                find_library_in(
-                    explicit.map(Path::new),
-                    variable.map(OsStr::new),
-                    loaded.map(PathBuf::from),
-                    &project,
-                    provider,
-                )
-            };
-        let (explicit, variable) = ("/opt/ort/libonnxruntime.so", "/env/libonnxruntime.so");
-        let loaded = "/loaded/libonnxruntime.so.1.24.1";
-        assert_eq!(
-            find(Some(explicit), Some(variable), Some(loaded), Provider::Cpu).unwrap(),
-            Path::new(explicit)
-        );
-        assert_eq!(
-            find(Some(""), Some(variable), Some(loaded), Provider::Cpu).unwrap(),
-            Path::new(variable)
-        );
-        assert_eq!(
-            find(None, Some(""), Some(loaded), Provider::OpenVino).unwrap(),
-            Path::new(loaded)
-        );
-        assert_eq!(
-            find(None, Some(""), None, Provider::Cpu).unwrap(),
-            capi.join("libonnxruntime.so.1.23.10")
-        );
-        assert_eq!(
-            find(None, None, None, Provider::OpenVino).unwrap(),
-            openvino
-        );
-
-        let err = find(None, None, None, Provider::Cuda).unwrap_err();
-        assert!(
-            err.file.ends_with(
-                ".venv-gpu/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.*"
-            ),
-            "{err}"
-        );
-        assert!(err.message.contains("onnxruntime-gpu"), "{err}");
-
-        let empty = super::super::tests::Scratch::new("find-library-none");
-        for (provider, venv, package) in [
-            (Provider::Cpu, ".venv/", "package onnxruntime)"),
-            (
-                Provider::OpenVino,
-                ".venv-openvino/",
-                "package onnxruntime-openvino)",
-            ),
-        ] {
-            let err = find_library_in(None, None, None, &empty, provider).unwrap_err();
-            assert!(err.file.ends_with("capi/libonnxruntime.so.*"), "{err}");
-            assert!(err.file.contains(venv), "{err}");
-            assert!(err.message.contains(package), "{err}");
-            assert!(
-                err.message
-                    .contains(&format!("execution-provider={provider} ")),
-                "{err}"
-            );
-            assert!(err.message.contains("make deps"), "{err}");
-        }
     }
 }

@@ -43,6 +43,8 @@ pub struct Models {
     /// What the generator runs on (the encoder runs on ONNX Runtime's CPU provider).
     pub acceleration: Acceleration,
     pub device: Device,
+    /// The ONNX Runtime library they run on.
+    pub library: PathBuf,
 }
 
 impl Models {
@@ -157,9 +159,10 @@ pub fn load(wanted: &Wanted) -> Result<Resources, LoadError> {
         (Some(encoder), Some(generator)) => {
             let models = load_models(&encoder, &generator, wanted)?;
             notes.push(format!(
-                "models {} and {}, the generator on {} device {} in {}{}",
+                "models {} and {} on ONNX Runtime {}, the generator on {} device {} in {}{}",
                 encoder.describe(),
                 generator.describe(),
+                models.library.display(),
                 models.acceleration.provider,
                 models.device,
                 models.acceleration.precision,
@@ -265,5 +268,6 @@ fn load_models(
         generator: Mutex::new(generator.map_err(fail)?),
         acceleration,
         device,
+        library,
     })
 }

@@ -9,7 +9,7 @@ APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev 
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
 	gstreamer1.0-plugins-base-apps libturbojpeg0-dev python3-venv ffmpeg \
-	nginx libnginx-mod-rtmp
+	nginx libnginx-mod-rtmp gstreamer1.0-espeak
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 VENV := .venv

@@ -72,3 +72,52 @@ fn the_demo_mp4_has_h264_and_aac_as_long_as_the_clip() {
     // the clip has 3 audio onsets after a pause of 0.3 s or more
     assert_onsets_in_sync(&measure_recording(&out), 3);
 }
+
+/// `pipelines/text-to-mp4.sh`: espeak's voice and the avatar speaking it, each stream as long as
+/// the speech within a frame, and the mouth following the voice.
+#[test]
+fn text_to_mp4_speaks_the_text() {
+    let text = "Hello. I am a talking head, and I speak whatever you type. Pauses, too: like \
+                this. Then I go on.";
+    let scratch = Scratch::new("text");
+    // The speech alone, as espeak makes it.
+    let speech = scratch.join("speech.wav");
+    let status = std::process::Command::new("gst-launch-1.0")
+        .args([
+            "-q",
+            "espeak",
+            &format!("text={text}"),
+            "!",
+            "wavenc",
+            "!",
+            "filesink",
+        ])
+        .arg(format!("location={}", speech.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let seconds = wav_seconds(&speech);
+    assert!(seconds > 5.0, "espeak spoke {seconds} s");
+
+    let out = scratch.join("text.mp4");
+    let status = script("pipelines/text-to-mp4.sh", &scratch)
+        .arg(text)
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let streams = probe(&out);
+    assert_eq!(
+        streams.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+        ["h264", "aac"]
+    );
+    for stream in &streams {
+        assert!(
+            (stream.3 - seconds).abs() <= 0.040,
+            "{stream:?} vs speech of {seconds} s"
+        );
+    }
+    let mouth = measure_recording(&out);
+    let r = mouth["pearson_r"].as_f64().unwrap();
+    assert!(r >= 0.5, "mouth against the voice: r = {r}");
+}

@@ -188,8 +188,11 @@ pub fn properties() -> Vec<glib::ParamSpec> {
         glib::ParamSpecString::builder("ort-library")
             .nick("ONNX Runtime library")
             .blurb(
-                "Path of libonnxruntime.so. Unset: $ORT_DYLIB_PATH, then the library \
-                 installed in the project's .venv by make. Loaded once per process",
+                "Path of libonnxruntime.so. Unset: $ORT_DYLIB_PATH; the library this process \
+                 already loaded; the build for execution-provider that make install put beside \
+                 the plugin (../gst-talkinghead/); the checkout's virtualenvs while the plugin \
+                 runs from its build; a Python onnxruntime ($VIRTUAL_ENV, ~/.local, \
+                 /usr/local/lib, /usr/lib); the system library path. Loaded once per process",
             )
             .default_value(DEFAULT_ORT_LIBRARY)
             .mutable_ready()

@@ -249,8 +249,9 @@ pub fn properties() -> Vec<glib::ParamSpec> {
         glib::ParamSpecUInt::builder("inference-threads")
             .nick("Inference threads")
             .blurb(
-                "Threads ONNX Runtime runs each generator operator on; 0 lets ONNX \
-                 Runtime choose (one per physical core). The audio encoder runs on one",
+                "Threads ONNX Runtime (OpenVINO with execution-provider=openvino) runs \
+                 each generator operator on; 0 lets it choose (one per physical core). The \
+                 audio encoder runs on one",
             )
             .maximum(256)
             .default_value(DEFAULT_INFERENCE_THREADS)

@@ -88,10 +88,10 @@ bench: deps build
 	cargo bench --quiet --bench throughput
 
 install: deps build
-	tools/install.sh install "$(PLUGIN_DIR)"
+	tools/install.sh install "$(PLUGIN_DIR)" "$(DESTDIR)"
 
 uninstall:
-	tools/install.sh uninstall "$(PLUGIN_DIR)"
+	tools/install.sh uninstall "$(PLUGIN_DIR)" "$(DESTDIR)"
 
 lint:
 	cargo fmt --all -- --check

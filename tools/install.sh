@@ -1,18 +1,21 @@
 #!/bin/bash
 # Installs or uninstalls the plugin (`make install`, `make uninstall`).
 #
-#   tools/install.sh install PLUGIN_DIR
-#   tools/install.sh uninstall PLUGIN_DIR
+#   tools/install.sh install PLUGIN_DIR [DESTDIR]
+#   tools/install.sh uninstall PLUGIN_DIR [DESTDIR]
 #
 # install puts target/release/libgsttalkinghead.so into PLUGIN_DIR, and the ONNX Runtime builds
 # of the project's virtualenvs (.venv: onnxruntime; .venv-openvino: onnxruntime-openvino; .venv-gpu
 # if there is one) into PLUGIN_DIR/../gst-talkinghead/<build>/, where the plugin looks for them:
 # outside PLUGIN_DIR, which GStreamer scans for plugins. It records every file and folder it
-# made in PLUGIN_DIR/../gst-talkinghead/installed, and uninstall removes exactly those.
+# made in PLUGIN_DIR/../gst-talkinghead/installed, and uninstall removes exactly those. PLUGIN_DIR
+# includes DESTDIR, if any; the record leaves it out, so that it holds for the files once they are
+# copied into place.
 set -euo pipefail
 
 action=${1:?install or uninstall}
 plugins=${2:?the plugin folder}
+destdir=${3:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
 data="$(dirname "$plugins")/gst-talkinghead"
 manifest="$data/installed"
@@ -43,6 +46,8 @@ install)
         "$0" uninstall "$plugins"
     fi
     made=()
+    # DESTDIR is the caller's: made if need be, never recorded.
+    [ -z "$destdir" ] || mkdir -p "$destdir"
     put "$root/target/release/libgsttalkinghead.so" "$plugins/libgsttalkinghead.so"
     for pair in .venv:onnxruntime .venv-openvino:onnxruntime-openvino .venv-gpu:onnxruntime-gpu; do
         venv=${pair%%:*} build=${pair#*:}
@@ -55,7 +60,7 @@ install)
         done
     done
     make_folder "$data"
-    printf '%s\n' "${made[@]}" >"$manifest"
+    printf '%s\n' "${made[@]#"$destdir"}" >"$manifest"
     echo "Installed $plugins/libgsttalkinghead.so"
     ;;
 uninstall)
@@ -64,6 +69,7 @@ uninstall)
         exit 0
     fi
     mapfile -t made <"$manifest"
+    made=("${made[@]/#/$destdir}")
     rm -f "$manifest"
     # Files first, then folders, deepest first, each only if nothing else is in it.
     for entry in "${made[@]}"; do

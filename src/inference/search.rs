@@ -78,7 +78,7 @@ impl Places {
     }
 
     /// The folders looked in from step 4 on, in order; `python3*` stands for each such folder.
-    pub fn folders(&self, provider: Provider) -> Vec<PathBuf> {
+    fn folders(&self, provider: Provider) -> Vec<PathBuf> {
         let capi = |site: PathBuf| site.join("onnxruntime/capi");
         let site_packages =
             |root: &Path| capi(root.join("lib").join(ANY_PYTHON).join("site-packages"));
@@ -115,7 +115,7 @@ impl Places {
 const SYSTEM_FOLDERS: [&str; 3] = ["/usr/local/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib"];
 
 /// The folder, beside the plugin's, that `make install` puts the build for `provider` in.
-pub fn installed_build(provider: Provider) -> &'static str {
+fn installed_build(provider: Provider) -> &'static str {
     match provider {
         Provider::Cpu => "onnxruntime",
         Provider::OpenVino => "onnxruntime-openvino",

@@ -9,7 +9,8 @@ APT_PACKAGES := pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev 
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
 	gstreamer1.0-plugins-base-apps libturbojpeg0-dev python3-venv ffmpeg \
-	nginx libnginx-mod-rtmp gstreamer1.0-espeak
+	nginx libnginx-mod-rtmp gstreamer1.0-espeak \
+	gstreamer1.0-nice libgstreamer-plugins-bad1.0-dev chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 VENV := .venv
@@ -25,7 +26,8 @@ ORT_OLD := target/ort-old/libonnxruntime.so.$(ORT_OLD_VERSION)
 export GST_PLUGIN_PATH := $(CURDIR)/target/release
 export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
 
-.PHONY: demo test bench deps build lint clean live-drift fuzz fuzz-tool leakcheck soak install uninstall
+.PHONY: demo test bench deps build lint clean live-drift fuzz fuzz-tool leakcheck soak install uninstall \
+	webrtc
 
 # `make install`: for this user, into ~/.local/share/gstreamer-1.0/plugins (or under
 # $XDG_DATA_HOME); with PREFIX or DESTDIR set, into the plugin folder pkg-config names for PREFIX
@@ -76,6 +78,11 @@ fuzz-tool:
 leakcheck: deps build
 	@command -v valgrind >/dev/null || $(SUDO) apt-get install -y -qq --no-install-recommends valgrind
 	tools/leakcheck.sh
+
+# The talking head live in a browser (examples/webrtc): open the address it prints. ARGS: its
+# options and talkinghead properties, e.g. ARGS='--text "Hello" --address 0.0.0.0'.
+webrtc: deps
+	cargo run --release --quiet --example webrtc -- $(ARGS)
 
 # SOAK_MINUTES of speech through the element; RSS every minute of audio into target/soak/rss.tsv.
 soak: deps

@@ -667,7 +667,7 @@ impl TalkingHead {
             clock,
             timing: Live {
                 base_time: duration(base_time),
-                latency: Live::latency(ours, pipeline),
+                latency: Live::latency(ours, pipeline, duration(upstream_latency)),
                 upstream_latency: duration(upstream_latency),
                 max_latency,
             },

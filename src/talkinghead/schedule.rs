@@ -33,9 +33,13 @@ pub struct Live {
 impl Live {
     /// The latency frames are due by: upstream's and the element's (`ours`, the two added), or
     /// the pipeline's if less. The rest of the pipeline latency belongs to the elements
-    /// downstream (a sink's processing deadline, say).
-    pub fn latency(ours: Duration, pipeline: Option<Duration>) -> Duration {
-        pipeline.map_or(ours, |pipeline| pipeline.min(ours))
+    /// downstream (a sink's processing deadline, say). A pipeline latency below upstream's own
+    /// is one no sink waits by (none downstream syncs to the clock, as webrtcbin's does not):
+    /// `ours` then.
+    pub fn latency(ours: Duration, pipeline: Option<Duration>, upstream: Duration) -> Duration {
+        pipeline
+            .filter(|&pipeline| pipeline >= upstream)
+            .map_or(ours, |pipeline| pipeline.min(ours))
     }
 
     /// The clock time by which the frame at `running_time` must be downstream.
@@ -135,7 +139,7 @@ mod tests {
     fn live() -> Live {
         Live {
             base_time: 1000 * MS,
-            latency: Live::latency(652 * MS, None),
+            latency: Live::latency(652 * MS, None, Duration::ZERO),
             upstream_latency: Duration::ZERO,
             max_latency: 200 * MS,
         }
@@ -253,7 +257,13 @@ mod tests {
         // At 1.5 s of clock time, audio captured up to 480 ms of running time has arrived.
         assert_eq!(live.captured(1500 * MS), 480 * MS);
         assert_eq!(live.captured(10 * MS), Duration::ZERO);
-        assert_eq!(Live::latency(652 * MS, Some(2000 * MS)), 652 * MS);
-        assert_eq!(Live::latency(652 * MS, Some(500 * MS)), 500 * MS);
+        assert_eq!(Live::latency(652 * MS, Some(2000 * MS), 20 * MS), 652 * MS);
+        assert_eq!(Live::latency(652 * MS, Some(500 * MS), 20 * MS), 500 * MS);
+        // no sink syncs: the pipeline's latency is 0, less than the audio's own
+        assert_eq!(
+            Live::latency(652 * MS, Some(Duration::ZERO), 20 * MS),
+            652 * MS
+        );
+        assert_eq!(Live::latency(652 * MS, Some(10 * MS), 20 * MS), 652 * MS);
     }
 }

@@ -1,6 +1,7 @@
 //! Shared set-up for the integration tests: the plugin registered from this build.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod memory;
 pub mod parity;
 pub mod scripts;

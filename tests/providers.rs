@@ -172,4 +172,6 @@ fn stats_say_where_the_generator_runs() {
     // The built-in demo avatar's models; the stats stay after the stop.
     common::run_to_end(&pipeline).unwrap();
     assert_eq!(runs_on(&head), ["cpu", "CPU", "fp32"]);
+    let stats = head.property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<bool>("generator-quantized"), Ok(false));
 }

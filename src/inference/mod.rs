@@ -5,6 +5,7 @@
 //! on caller-owned float buffers. No GStreamer types: the element wraps these in its workers.
 
 mod contract;
+pub mod graph;
 mod models;
 mod provider;
 mod runtime;

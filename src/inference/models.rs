@@ -14,7 +14,13 @@ use super::contract::{
     self, AUDIO_FEATURES_LEN, Dim, EMBEDDING_LEN, EncoderIo, FACE_LEN, GeneratorIo, IMAGE_LEN,
     MEL_WINDOW_LEN, TensorDecl,
 };
-use super::{CpuFeatures, InferenceError, SessionOptions, runtime};
+use super::{CpuFeatures, InferenceError, SessionOptions, graph, runtime};
+
+/// Whether the ONNX model in `bytes` is quantized; a file ONNX Runtime loads but this cannot
+/// read counts as not.
+fn is_quantized(bytes: &[u8]) -> bool {
+    graph::is_quantized(bytes).unwrap_or(false)
+}
 
 /// Where a model is read from: a file, or bytes in memory (the built-in demo's models).
 pub enum ModelSource<'a> {
@@ -96,6 +102,7 @@ impl AudioEncoder {
 pub struct Generator {
     model: Model,
     io: GeneratorIo,
+    quantized: bool,
 }
 
 impl Generator {
@@ -108,11 +115,25 @@ impl Generator {
         env: &Environment,
         options: &SessionOptions,
     ) -> Result<Self, InferenceError> {
-        let mut model = Model::open(source.into(), env, options)?;
+        let source = source.into();
+        let quantized = match &source {
+            ModelSource::File(path) => fs::read(path).map_or(false, |bytes| is_quantized(&bytes)),
+            ModelSource::Memory { bytes, .. } => is_quantized(bytes),
+        };
+        let mut model = Model::open(source, env, options)?;
         model.max_bound = GENERATOR_BOUND;
         let io = contract::generator_io(&model.inputs(), &model.outputs())
             .map_err(|message| model.error(message))?;
-        Ok(Generator { model, io })
+        Ok(Generator {
+            model,
+            io,
+            quantized,
+        })
+    }
+
+    /// The model's graph is 8-bit quantized (QDQ or integer operators).
+    pub fn quantized(&self) -> bool {
+        self.quantized
     }
 
     /// The model's batch is fixed to 1: [`run`](Self::run) then runs one item at a time.

@@ -772,6 +772,9 @@ impl TalkingHead {
         let runs_on = models
             .as_ref()
             .map(|models| (models.acceleration.clone(), models.device.clone()));
+        let quantized = models
+            .as_ref()
+            .is_some_and(|models| models.generator.lock().unwrap().quantized());
         let engine = Engine::new(
             avatar,
             models,
@@ -792,7 +795,7 @@ impl TalkingHead {
         *self.state.lock().unwrap() = State::new(timeline);
         self.queue.set_max_frames(QUEUED_BATCHES * batch_size);
         self.pusher.set_limit(QUEUED_BATCHES * batch_size);
-        *self.stats.lock().unwrap() = Stats::new(runs_on);
+        *self.stats.lock().unwrap() = Stats::new(runs_on, quantized);
         self.renderer.lock().unwrap().engine = Some(engine);
         *self.downstream.lock().unwrap() = Downstream::default();
         Ok(())

@@ -333,7 +333,9 @@ pub fn properties() -> Vec<glib::ParamSpec> {
                  out), latency (nanoseconds the element adds when live), and the mean \
                  milliseconds a frame spends in each stage: encoder-ms, generator-ms \
                  (per inferred frame), image-ms (template decode, crop, paste, fade) and \
-                 convert-ms",
+                 convert-ms; where the generator runs: execution-provider, device, precision \
+                 (none without models); generator-quantized (its graph is 8-bit quantized, \
+                 as make quantize writes it)",
             )
             .read_only()
             .build(),

@@ -26,6 +26,8 @@ pub struct Stats {
     pub last_batch: u32,
     /// What the generator runs on; `None` without models.
     pub runs_on: Option<(Acceleration, Device)>,
+    /// The generator's graph is 8-bit quantized.
+    pub generator_quantized: bool,
     /// Time spent rendering (features, generator, composition, conversion), and on the frames
     /// that went through the generator.
     render_time: Duration,
@@ -36,9 +38,10 @@ pub struct Stats {
 
 impl Stats {
     /// Counters at zero, for a stream whose generator runs on `runs_on`.
-    pub fn new(runs_on: Option<(Acceleration, Device)>) -> Self {
+    pub fn new(runs_on: Option<(Acceleration, Device)>, generator_quantized: bool) -> Self {
         Stats {
             runs_on,
+            generator_quantized,
             ..Stats::default()
         }
     }
@@ -130,6 +133,7 @@ impl Stats {
                 "precision",
                 runs_on.map_or("none", |(acceleration, _)| acceleration.precision.name()),
             )
+            .field("generator-quantized", self.generator_quantized)
             .build()
     }
 }

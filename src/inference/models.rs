@@ -117,7 +117,7 @@ impl Generator {
     ) -> Result<Self, InferenceError> {
         let source = source.into();
         let quantized = match &source {
-            ModelSource::File(path) => fs::read(path).map_or(false, |bytes| is_quantized(&bytes)),
+            ModelSource::File(path) => fs::read(path).is_ok_and(|bytes| is_quantized(&bytes)),
             ModelSource::Memory { bytes, .. } => is_quantized(bytes),
         };
         let mut model = Model::open(source, env, options)?;

@@ -27,7 +27,7 @@ export GST_PLUGIN_PATH := $(CURDIR)/target/release
 export GST_REGISTRY := $(CURDIR)/target/gst-registry.bin
 
 .PHONY: demo test bench deps build lint clean live-drift fuzz fuzz-tool leakcheck soak install uninstall \
-	webrtc
+	webrtc train-model quantize
 
 # `make install`: for this user, into ~/.local/share/gstreamer-1.0/plugins (or under
 # $XDG_DATA_HOME); with PREFIX or DESTDIR set, into the plugin folder pkg-config names for PREFIX
@@ -78,6 +78,35 @@ fuzz-tool:
 leakcheck: deps build
 	@command -v valgrind >/dev/null || $(SUDO) apt-get install -y -qq --no-install-recommends valgrind
 	tools/leakcheck.sh
+
+# An architecture-exact SyncTalk_2D generator (unet_328 "ave"), trained on this CPU by distilling
+# the demo generator on the demo avatar (tools/train_generator.py; TRAIN_MINUTES, TRAIN_ARGS, e.g.
+# --resume), into target/trained-models/ with the audio encoder beside it: a real-weight model to
+# measure INT8 on. PyTorch comes from PyPI into its own virtualenv (several GB with its CUDA wheels).
+TRAIN_VENV := .venv-train
+TRAINED := target/trained-models
+TRAIN_MINUTES ?= 60
+train-model: $(TRAIN_VENV)/.done
+	$(TRAIN_VENV)/bin/python tools/train_generator.py --minutes $(TRAIN_MINUTES) \
+		--out $(TRAINED)/generator.onnx $(TRAIN_ARGS)
+
+$(TRAIN_VENV)/.done: tools/requirements-train.txt | target/.apt-done
+	@echo "Setting up PyTorch in $(TRAIN_VENV) (several GB)"
+	@python3 -m venv $(TRAIN_VENV)
+	@$(TRAIN_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-train.txt
+	@touch $@
+
+# An INT8 generator made from yours (tools/quantize.py), refused under the quality gate:
+#   make quantize GENERATOR=… AUDIO_ENCODER=… AVATAR=… [AUDIO=…] [OUT=…] [QUANTIZE_ARGS=…]
+# QUANTIZE_ARGS: --gate DB (35), --keep-fp32 auto|N, --force, ... Without GENERATOR: the model of
+# make train-model, on the demo avatar.
+GENERATOR ?= $(TRAINED)/generator.onnx
+AUDIO_ENCODER ?= $(TRAINED)/audio_encoder.onnx
+AVATAR ?= models/demo
+quantize: $(VENV)/.done
+	$(VENV)/bin/python tools/quantize.py --generator "$(GENERATOR)" \
+		--audio-encoder "$(AUDIO_ENCODER)" --avatar "$(AVATAR)" \
+		$(if $(AUDIO),--audio "$(AUDIO)") $(if $(OUT),--out "$(OUT)") $(QUANTIZE_ARGS)
 
 # The talking head live in a browser (examples/webrtc): open the address it prints. ARGS: its
 # options and talkinghead properties, e.g. ARGS='--text "Hello" --address 0.0.0.0'.
@@ -146,4 +175,4 @@ $(ORT_OLD): | $(VENV)/.done
 
 clean:
 	cargo clean
-	rm -rf out $(VENV) $(OPENVINO_VENV) fuzz/target
+	rm -rf out $(VENV) $(OPENVINO_VENV) $(TRAIN_VENV) fuzz/target

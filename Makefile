@@ -96,6 +96,15 @@ $(TRAIN_VENV)/.done: tools/requirements-train.txt | target/.apt-done
 	@$(TRAIN_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-train.txt
 	@touch $@
 
+$(TRAINED)/generator.onnx: | $(TRAIN_VENV)/.done
+	$(MAKE) --no-print-directory train-model
+
+# The INT8 version of the trained generator, with the quantizer's report beside it.
+$(TRAINED)/generator_int8.onnx: $(TRAINED)/generator.onnx | $(VENV)/.done
+	$(VENV)/bin/python tools/quantize.py --generator $< \
+		--audio-encoder $(TRAINED)/audio_encoder.onnx --avatar models/demo --out $@ \
+		| tee $(TRAINED)/generator_int8.txt
+
 # An INT8 generator made from yours (tools/quantize.py), refused under the quality gate:
 #   make quantize GENERATOR=… AUDIO_ENCODER=… AVATAR=… [AUDIO=…] [OUT=…] [QUANTIZE_ARGS=…]
 # QUANTIZE_ARGS: --gate DB (35), --keep-fp32 auto|N, --force, ... Without GENERATOR: the model of
@@ -117,8 +126,9 @@ webrtc: deps
 soak: deps
 	SOAK_MINUTES=$(SOAK_MINUTES) cargo run --release --quiet --example soak
 
-# Throughput table (README, *Performance*): prints it and writes target/bench/throughput.md.
-bench: deps build
+# Throughput table (README, *Performance*): prints it and writes target/bench/throughput.md. Its
+# INT8 rows need the trained model (made once: an hour) and the INT8 one made of it.
+bench: deps build $(TRAINED)/generator_int8.onnx
 	@test -f target/bench-models/generator.onnx || $(VENV)/bin/python tools/make_synctalk_models.py
 	@test -f target/bench-avatar/landmarks/99.lms || $(VENV)/bin/python tools/make_bench_avatar.py
 	cargo bench --quiet --bench throughput

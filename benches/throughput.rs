@@ -23,6 +23,12 @@
 //!    frame inferred; the silent faces made, their memory, and the time the silent window takes
 //!    to compute when the models load.
 //!
+//! 8. execution providers: the element offline through OpenVINO fp32 and bf16 against the CPU
+//!    provider, alternating, each run a process of its own; their quality over the crop boxes;
+//! 9. INT8: the generator of `make train-model` against the INT8 one `tools/quantize.py` made of
+//!    it: ONNX Runtime alone at batches 1-8, the element offline and live, and the element's
+//!    frames INT8 against fp32 over the crop boxes beside the quantizer's held-out PSNR.
+//!
 //! The element's frames (I420, as the timed runs produce them) are checked bit-identical to the
 //! naive baseline's BGR frames converted by the same `GstVideoConverter`.
 //!
@@ -37,6 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
+use gst_video::prelude::*;
 use gsttalkinghead::audio::features::FRAME_WINDOW_LEN;
 use gsttalkinghead::audio::stream::FeatureStream;
 use gsttalkinghead::avatar::{Avatar, JpegDecoder, Source, pingpong};
@@ -98,6 +105,8 @@ const OPENVINO_BF16: [&str; 2] = ["execution-provider=openvino", "precision=bf16
 /// Rounds of the providers' alternating offline runs, and the frames the quality row compares.
 const PROVIDER_ROUNDS: usize = 3;
 const QUALITY_FRAMES: usize = 50;
+/// Rounds of the INT8 rows' alternating runs.
+const INT8_ROUNDS: usize = 3;
 
 struct Setup {
     avatar: PathBuf,
@@ -796,7 +805,7 @@ fn main() {
     let smoke = args.iter().any(|a| a == "--smoke");
     // The runs made in a process of their own: `--live`, `--offline`, `--quality`, each followed
     // by the element's properties as name=value.
-    if let Some(mode) = ["--live", "--offline", "--quality"]
+    if let Some(mode) = ["--live", "--offline", "--quality", "--int8-quality"]
         .into_iter()
         .find(|mode| args.iter().any(|a| a == mode))
     {
@@ -810,12 +819,17 @@ fn main() {
             .collect();
         match mode {
             "--live" => {
-                let [what, setting, value, _] = live_row(&setup, smoke, &extra);
+                let mouth = args.iter().any(|a| a == "--mouth");
+                let [what, setting, value, _] = live_row(&setup, smoke, &extra, mouth);
                 println!("{what} | {setting} | {value}");
             }
             "--offline" => {
                 let run = offline_run(&setup, &extra);
                 println!("{} {}", run.frames, run.elapsed.as_secs_f64());
+            }
+            "--int8-quality" => {
+                let (psnr, worst) = Trained::new().quality();
+                println!("{psnr} {worst}");
             }
             _ => {
                 let [fp32, bf16] = quality(&setup);
@@ -872,58 +886,113 @@ fn quality(setup: &Setup) -> [(f64, u8); 2] {
     let library = inference::find_library(None, inference::Provider::OpenVino).unwrap();
     inference::environment(&library).unwrap();
     let avatar = Avatar::load(&Source::Folder(setup.avatar.clone())).unwrap();
-    let frames = |extra: &str| {
-        let pipeline = gst::parse::launch(&format!(
-            "filesrc location={} ! wavparse ! audioconvert ! audioresample ! \
-             talkinghead name=head avatar={} audio-encoder={} generator={} \
-             silence-threshold=-200 {extra} ! videoconvert ! video/x-raw,format=BGR ! \
-             appsink name=sink sync=false",
-            setup.speech.display(),
-            setup.avatar.display(),
-            setup.encoder.display(),
-            setup.generator.display()
-        ))
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-        let sink = pipeline
-            .by_name("sink")
-            .unwrap()
-            .downcast::<gst_app::AppSink>()
-            .unwrap();
-        pipeline.set_state(gst::State::Playing).unwrap();
-        let frames: Vec<Vec<u8>> = (0..QUALITY_FRAMES)
-            .map(|_| {
-                let sample = sink.pull_sample().expect("a frame");
-                sample.buffer().unwrap().map_readable().unwrap().to_vec()
-            })
-            .collect();
-        pipeline.set_state(gst::State::Null).unwrap();
-        frames
-    };
+    let models = format!(
+        "avatar={} audio-encoder={} generator={}",
+        setup.avatar.display(),
+        setup.encoder.display(),
+        setup.generator.display()
+    );
+    let frames =
+        |extra: &str| first_frames(&setup.speech, &format!("{models} {extra}"), QUALITY_FRAMES);
     let reference = frames("");
-    let compare = |ours: Vec<Vec<u8>>| {
-        let (mut squares, mut count, mut worst) = (0f64, 0u64, 0u8);
-        for (n, (a, b)) in ours.iter().zip(&reference).enumerate() {
-            let crop = avatar.frames[pingpong(n as u64, avatar.frames.len())].crop;
-            let width = avatar.width as usize;
-            for y in crop.y0 as usize..crop.y1 as usize {
-                let row = 3 * (y * width + crop.x0 as usize)..3 * (y * width + crop.x1 as usize);
-                for (x, y) in a[row.clone()].iter().zip(&b[row]) {
-                    squares += (f64::from(*x) - f64::from(*y)).powi(2);
-                    count += 1;
-                    worst = worst.max(x.abs_diff(*y));
-                }
+    let fp32 = crop_psnr(&avatar, &frames("execution-provider=openvino"), &reference);
+    let bf16 = crop_psnr(
+        &avatar,
+        &frames("execution-provider=openvino precision=bf16"),
+        &reference,
+    );
+    [fp32, bf16]
+}
+
+/// The first `count` frames (BGR) of `speech` through the element with `properties`, every frame
+/// inferred.
+fn first_frames(speech: &Path, properties: &str, count: usize) -> Vec<Vec<u8>> {
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! wavparse ! audioconvert ! audioresample ! \
+         talkinghead name=head silence-threshold=-200 {properties} ! videoconvert ! \
+         video/x-raw,format=BGR ! appsink name=sink sync=false",
+        speech.display(),
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let frames = (0..count)
+        .map_while(|_| {
+            let sample = sink.pull_sample().ok()?;
+            Some(sample.buffer().unwrap().map_readable().unwrap().to_vec())
+        })
+        .collect();
+    pipeline.set_state(gst::State::Null).unwrap();
+    frames
+}
+
+/// PSNR in dB over the crop boxes of `avatar`'s templates (in ping-pong order) of `ours` against
+/// `reference` (BGR frames), and the largest difference of a value in 0-255.
+fn crop_psnr(avatar: &Avatar, ours: &[Vec<u8>], reference: &[Vec<u8>]) -> (f64, u8) {
+    assert_eq!(ours.len(), reference.len(), "frames to compare");
+    let (mut squares, mut count, mut worst) = (0f64, 0u64, 0u8);
+    for (n, (a, b)) in ours.iter().zip(reference).enumerate() {
+        let crop = avatar.frames[pingpong(n as u64, avatar.frames.len())].crop;
+        let width = avatar.width as usize;
+        for y in crop.y0 as usize..crop.y1 as usize {
+            let row = 3 * (y * width + crop.x0 as usize)..3 * (y * width + crop.x1 as usize);
+            for (x, y) in a[row.clone()].iter().zip(&b[row]) {
+                squares += (f64::from(*x) - f64::from(*y)).powi(2);
+                count += 1;
+                worst = worst.max(x.abs_diff(*y));
             }
         }
-        (
-            10.0 * (255.0f64.powi(2) / (squares / count as f64)).log10(),
-            worst,
-        )
-    };
-    let fp32 = compare(frames("execution-provider=openvino"));
-    let bf16 = compare(frames("execution-provider=openvino precision=bf16"));
-    [fp32, bf16]
+    }
+    (
+        10.0 * (255.0f64.powi(2) / (squares / count as f64)).log10(),
+        worst,
+    )
+}
+
+/// The models of `make train-model` (an architecture-exact generator trained on the demo
+/// avatar) and the INT8 generator `tools/quantize.py` made of it, with its report.
+struct Trained {
+    encoder: PathBuf,
+    fp32: PathBuf,
+    int8: PathBuf,
+    report: PathBuf,
+}
+
+impl Trained {
+    fn new() -> Self {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/trained-models");
+        Trained {
+            encoder: dir.join("audio_encoder.onnx"),
+            fp32: dir.join("generator.onnx"),
+            int8: dir.join("generator_int8.onnx"),
+            report: dir.join("generator_int8.txt"),
+        }
+    }
+
+    /// The element's properties for the fp32 or the INT8 generator.
+    fn properties(&self, int8: bool) -> [String; 2] {
+        let generator = if int8 { &self.int8 } else { &self.fp32 };
+        [
+            format!("audio-encoder={}", self.encoder.display()),
+            format!("generator={}", generator.display()),
+        ]
+    }
+
+    /// The INT8 generator against the fp32 one over the crop boxes of the demo avatar, every
+    /// frame of the bundled clip through the element: (PSNR in dB, largest difference).
+    fn quality(&self) -> (f64, u8) {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo");
+        let avatar = Avatar::load(&Source::Folder(demo.clone())).unwrap();
+        let speech = demo.join("speech.wav");
+        let frames = |int8| first_frames(&speech, &self.properties(int8).join(" "), usize::MAX);
+        crop_psnr(&avatar, &frames(true), &frames(false))
+    }
 }
 
 /// Runs this bench binary in a new process with `args`; its standard output.
@@ -952,8 +1021,10 @@ struct LiveRun {
 }
 
 /// Streams `samples` (16 kHz mono) live through the element with `properties`: a live `appsrc`
-/// fed 20 ms buffers at real-time pace, and `queue ! fakesink sync=true` after the element.
-fn live_run(properties: &[(&str, String)], samples: &[f32]) -> LiveRun {
+/// fed 20 ms buffers at real-time pace, and `queue ! fakesink sync=true` after the element. With
+/// `record`, the frames reaching the sink are written there as a Y4M video (I420, the format the
+/// element gives `fakesink`).
+fn live_run(properties: &[(&str, String)], samples: &[f32], record: Option<&Path>) -> LiveRun {
     let pipeline = gst::parse::launch(
         "appsrc name=src is-live=true do-timestamp=true format=time min-latency=0 \
            caps=audio/x-raw,format=F32LE,rate=16000,channels=1,layout=interleaved ! \
@@ -986,6 +1057,43 @@ fn live_run(properties: &[(&str, String)], samples: &[f32]) -> LiveRun {
                 spare.0 += u64::from(spare_ms < 0.0);
                 if spare_ms < spare.1 {
                     (spare.1, spare.2) = (spare_ms, buffer.pts().unwrap());
+                }
+                gst::PadProbeReturn::Ok
+            });
+    }
+    if let Some(path) = record {
+        let file = std::fs::File::create(path).unwrap();
+        let video = Mutex::new((std::io::BufWriter::new(file), false));
+        let sink = pipeline.by_name("sink").unwrap();
+        sink.static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+                use std::io::Write;
+                let (Some(buffer), Some(caps)) = (info.buffer(), pad.current_caps()) else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                let video_info = gst_video::VideoInfo::from_caps(&caps).unwrap();
+                assert_eq!(video_info.format(), gst_video::VideoFormat::I420);
+                let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &video_info)
+                    .unwrap();
+                let mut video = video.lock().unwrap();
+                let (out, started) = &mut *video;
+                if !*started {
+                    let (w, h) = (video_info.width(), video_info.height());
+                    writeln!(out, "YUV4MPEG2 W{w} H{h} F25:1 Ip A1:1 C420jpeg").unwrap();
+                    *started = true;
+                }
+                out.write_all(b"FRAME\n").unwrap();
+                for plane in 0..3 {
+                    let (width, height) = (
+                        frame.comp_width(plane) as usize,
+                        frame.comp_height(plane) as usize,
+                    );
+                    let stride = frame.plane_stride()[plane as usize] as usize;
+                    let data = frame.plane_data(plane).unwrap();
+                    for row in 0..height {
+                        out.write_all(&data[row * stride..][..width]).unwrap();
+                    }
                 }
                 gst::PadProbeReturn::Ok
             });
@@ -1050,7 +1158,7 @@ fn live_run(properties: &[(&str, String)], samples: &[f32]) -> LiveRun {
 
 /// Row 6: the live run on the built-in avatar with `setup`'s models and `extra` properties (the
 /// smoke run: 2 s).
-fn live_row(setup: &Setup, smoke: bool, extra: &[(String, String)]) -> [String; 4] {
+fn live_row(setup: &Setup, smoke: bool, extra: &[(String, String)], mouth: bool) -> [String; 4] {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let clip = read_wav(&root.join("models/demo/speech.wav"));
     let samples: Vec<f32> = if smoke {
@@ -1067,7 +1175,33 @@ fn live_row(setup: &Setup, smoke: bool, extra: &[(String, String)]) -> [String; 
             .iter()
             .map(|(name, value)| (name.as_str(), value.clone())),
     );
-    let run = live_run(&properties, &samples);
+    let recording = setup.out.join("live.y4m");
+    let run = live_run(&properties, &samples, mouth.then_some(recording.as_path()));
+    // How the mouth follows the voice in what reached the sink (tools/measure_mouth.py).
+    let mouth = if mouth {
+        let speech = setup.out.join("live.wav");
+        write_wav(&speech, &samples);
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let output = std::process::Command::new(root.join(".venv/bin/python"))
+            .arg(root.join("tools/measure_mouth.py"))
+            .arg(&recording)
+            .arg("--avatar")
+            .arg(root.join("models/demo"))
+            .arg("--audio")
+            .arg(&speech)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "measure_mouth.py: {output:?}");
+        let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        std::fs::remove_file(&recording).ok();
+        format!(
+            "; mouth against the voice r = {:.2}",
+            result["pearson_r"].as_f64().unwrap()
+        )
+    } else {
+        String::new()
+    };
     let stats = &run.stats;
     eprintln!("live: {stats}");
     let count = |field: &str| stats.get::<u64>(field).unwrap();
@@ -1104,7 +1238,7 @@ fn live_row(setup: &Setup, smoke: bool, extra: &[(String, String)]) -> [String; 
             run.late_at_sink,
             run.least_spare_ms,
             run.least_spare_at.nseconds() as f64 / 1e9
-        ),
+        ) + &mouth,
         String::new(),
     ]
 }
@@ -1503,7 +1637,7 @@ pub fn run(smoke: bool) -> String {
     // 6. Live, in a process of its own (but in the smoke test, whose binary is not this one):
     // after the runs above, this one's threads and memory are not a fresh element's.
     if smoke {
-        let [what, setting, value, ratio] = live_row(&setup, smoke, &[]);
+        let [what, setting, value, ratio] = live_row(&setup, smoke, &[], false);
         row(&what, setting, value, ratio);
     } else {
         for args in [
@@ -1613,6 +1747,141 @@ pub fn run(smoke: bool) -> String {
                 fields[1],
                 fields[2].parse::<f64>().unwrap(),
                 fields[3]
+            ),
+            String::new(),
+        );
+    }
+
+    // 9. INT8: the trained generator against the INT8 one made of it (not in the smoke run).
+    if !smoke {
+        let trained = Trained::new();
+        let threads = best_setup.0;
+        let mut fp32 = (
+            session(&trained.encoder, threads),
+            session(&trained.fp32, threads),
+        );
+        let mut int8 = (
+            session(&trained.encoder, threads),
+            session(&trained.int8, threads),
+        );
+        let batches = [1, 2, 4, 8];
+        let mut by_batch = vec![(Vec::new(), Vec::new()); batches.len()];
+        for _ in 0..INT8_ROUNDS {
+            for (&batch, (fp32_fps, int8_fps)) in batches.iter().zip(&mut by_batch) {
+                let frames = frames_per_batch.max(2 * batch);
+                fp32_fps.push(ort_alone(
+                    &mut fp32,
+                    batch,
+                    frames,
+                    &naive.images,
+                    &naive.audio,
+                ));
+                int8_fps.push(ort_alone(
+                    &mut int8,
+                    batch,
+                    frames,
+                    &naive.images,
+                    &naive.audio,
+                ));
+            }
+        }
+        drop((fp32, int8));
+        let best = |pick: fn(&(Vec<f64>, Vec<f64>)) -> &Vec<f64>| {
+            batches
+                .iter()
+                .zip(&by_batch)
+                .map(|(&batch, fps)| (batch, median(pick(fps))))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap()
+        };
+        let ((fp32_batch, fp32_best), (int8_batch, int8_best)) = (best(|f| &f.0), best(|f| &f.1));
+        row(
+            "9. INT8, ONNX Runtime alone",
+            format!(
+                "the trained generator (fp32) against its INT8 version, encoder + U-Net, {}; \
+                 batches 1, 2, 4, 8 alternating, {INT8_ROUNDS} rounds; medians by batch",
+                threads.describe()
+            ),
+            format!(
+                "best: INT8 {int8_best:.2} frames/s (batch {int8_batch}) against fp32 \
+                 {fp32_best:.2} (batch {fp32_batch}); by batch {}",
+                batches
+                    .iter()
+                    .zip(&by_batch)
+                    .map(|(batch, (a, b))| format!("{batch}: {:.2} / {:.2}", median(b), median(a)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!("{:.2}× fp32", int8_best / fp32_best),
+        );
+
+        let mut offline = [Vec::new(), Vec::new()];
+        for _ in 0..INT8_ROUNDS {
+            for (int8, fps_of) in [false, true].into_iter().zip(&mut offline) {
+                let properties = trained.properties(int8);
+                let mut args = vec!["--offline"];
+                args.extend(properties.iter().map(String::as_str));
+                let text = in_own_process(&args);
+                let (frames, seconds) = text.split_once(' ').unwrap();
+                fps_of.push(frames.parse::<f64>().unwrap() / seconds.parse::<f64>().unwrap());
+            }
+        }
+        let ratios: Vec<f64> = offline[1]
+            .iter()
+            .zip(&offline[0])
+            .map(|(a, b)| a / b)
+            .collect();
+        row(
+            "9. INT8, the element offline",
+            format!(
+                "as in 2. at its defaults, every frame inferred, the trained models; alternating \
+                 with fp32, {INT8_ROUNDS} rounds, each run a process of its own"
+            ),
+            format!(
+                "{:.2} frames/s against {:.2} (medians); by round {}",
+                median(&offline[1]),
+                median(&offline[0]),
+                ratios
+                    .iter()
+                    .map(|r| format!("{r:.2}×"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!("{:.2}× fp32", median(&ratios)),
+        );
+
+        for int8 in [false, true] {
+            let properties = trained.properties(int8);
+            let mut args = vec!["--live", "--mouth"];
+            args.extend(properties.iter().map(String::as_str));
+            let text = in_own_process(&args);
+            let fields: Vec<&str> = text.splitn(3, " | ").collect();
+            row(
+                &format!(
+                    "9. {}, live, real-time pace, built-in 640x360 avatar",
+                    if int8 { "INT8" } else { "fp32 (trained)" }
+                ),
+                fields[1].into(),
+                fields[2].into(),
+                String::new(),
+            );
+        }
+
+        let text = in_own_process(&["--int8-quality"]);
+        let (psnr, worst) = text.split_once(' ').unwrap();
+        let report = std::fs::read_to_string(&trained.report).unwrap_or_default();
+        let gate = report
+            .lines()
+            .find(|line| line.starts_with("held-out PSNR"))
+            .unwrap_or("(no report)");
+        row(
+            "9. INT8 quality",
+            "the element's frames of the bundled clip on the demo avatar, INT8 against fp32, \
+             over the crop boxes (BGR); beside it the quantizer's own gate measure"
+                .into(),
+            format!(
+                "element: PSNR {:.1} dB, largest difference {worst}; tools/quantize.py: {gate}",
+                psnr.parse::<f64>().unwrap()
             ),
             String::new(),
         );

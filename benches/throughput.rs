@@ -1765,18 +1765,18 @@ pub fn run(smoke: bool) -> String {
             session(&trained.int8, threads),
         );
         let batches = [1, 2, 4, 8];
-        let mut by_batch = vec![(Vec::new(), Vec::new()); batches.len()];
+        let (mut fp32_fps, mut int8_fps) = (vec![Vec::new(); 4], vec![Vec::new(); 4]);
         for _ in 0..INT8_ROUNDS {
-            for (&batch, (fp32_fps, int8_fps)) in batches.iter().zip(&mut by_batch) {
+            for (k, &batch) in batches.iter().enumerate() {
                 let frames = frames_per_batch.max(2 * batch);
-                fp32_fps.push(ort_alone(
+                fp32_fps[k].push(ort_alone(
                     &mut fp32,
                     batch,
                     frames,
                     &naive.images,
                     &naive.audio,
                 ));
-                int8_fps.push(ort_alone(
+                int8_fps[k].push(ort_alone(
                     &mut int8,
                     batch,
                     frames,
@@ -1786,15 +1786,15 @@ pub fn run(smoke: bool) -> String {
             }
         }
         drop((fp32, int8));
-        let best = |pick: fn(&(Vec<f64>, Vec<f64>)) -> &Vec<f64>| {
+        let best = |fps: &[Vec<f64>]| {
             batches
                 .iter()
-                .zip(&by_batch)
-                .map(|(&batch, fps)| (batch, median(pick(fps))))
+                .zip(fps)
+                .map(|(&batch, fps)| (batch, median(fps)))
                 .max_by(|a, b| a.1.total_cmp(&b.1))
                 .unwrap()
         };
-        let ((fp32_batch, fp32_best), (int8_batch, int8_best)) = (best(|f| &f.0), best(|f| &f.1));
+        let ((fp32_batch, fp32_best), (int8_batch, int8_best)) = (best(&fp32_fps), best(&int8_fps));
         row(
             "9. INT8, ONNX Runtime alone",
             format!(
@@ -1804,10 +1804,10 @@ pub fn run(smoke: bool) -> String {
             ),
             format!(
                 "best: INT8 {int8_best:.2} frames/s (batch {int8_batch}) against fp32 \
-                 {fp32_best:.2} (batch {fp32_batch}); by batch {}",
+                 {fp32_best:.2} (batch {fp32_batch}); by batch (INT8 / fp32) {}",
                 batches
                     .iter()
-                    .zip(&by_batch)
+                    .zip(fp32_fps.iter().zip(&int8_fps))
                     .map(|(batch, (a, b))| format!("{batch}: {:.2} / {:.2}", median(b), median(a)))
                     .collect::<Vec<_>>()
                     .join(", ")

@@ -20,10 +20,11 @@ use common::scripts::{Scratch, root};
 const PAUSE_S: f64 = 4.0;
 /// Seconds over which the frame rate is measured.
 const RATE_WINDOW_MS: f64 = 10_000.0;
-/// How far apart the page may present the voice and the mouth it moves: 5 frames. The probe
-/// sees the mouth a frame or two after it starts to open, and the browser's own lip sync is
-/// not exact; a voice not held back for its face comes about 700 ms early.
-const MAX_AV_OFFSET_MS: f64 = 200.0;
+/// How far apart the page may present the voice and the mouth it moves. The probe sees the
+/// mouth two frames after the voice starts even where the two are exact (80 ms on the element's
+/// offline frames of the same speech), and the browser's lip sync is not exact; a voice not
+/// held back for its face comes about 700 ms early.
+const MAX_AV_OFFSET_MS: f64 = 300.0;
 /// RMS (full scale 1) from which the page's audio counts as speech: -40 dBFS, the publisher's.
 const SPEECH_RMS: f64 = 0.01;
 
@@ -112,7 +113,8 @@ fn mouth_box() -> [u32; 4] {
 }
 
 /// Records, from now on, each presented video frame as [unix ms it is shown, presented-frame
-/// count, mean luma of the mouth box] and every 10 ms the audio the page plays as [unix ms, RMS].
+/// count, mean luma of the mouth box] and every 10 ms the audio the page plays as [unix ms it is
+/// heard, RMS].
 fn start_probe(browser: &mut Browser) {
     let [x, y, w, h] = mouth_box();
     browser.eval(&format!(
@@ -145,7 +147,9 @@ fn start_probe(browser: &mut Browser) {
     analyser.getFloatTimeDomainData(samples);
     let energy = 0;
     for (const s of samples) energy += s * s;
-    probe.audio.push([performance.timeOrigin + performance.now(), Math.sqrt(energy / samples.length)]);
+    // the analyser reads what is about to go out: it is heard the output's latency later
+    const heard = performance.now() + 1000 * (audio.baseLatency + audio.outputLatency);
+    probe.audio.push([performance.timeOrigin + heard, Math.sqrt(energy / samples.length)]);
   }}, 10);
   return audio.state;
 }})()"#
@@ -201,7 +205,8 @@ fn the_page_plays_the_avatar_live_with_its_voice() {
     // the first second catches up on what was decoded before the page started playing
     std::thread::sleep(Duration::from_secs(2));
     let started = now_ms();
-    // 10 s, and a speech onset with 1 s of silence shown before it and 2 s of speech after
+    // 10 s, then a speech onset with 2 s of speech after it: by then the browser has the
+    // sender reports it syncs the two streams by (the first come a few seconds in)
     let deadline = Instant::now() + Duration::from_secs(60);
     let onset = loop {
         std::thread::sleep(Duration::from_millis(200));
@@ -209,8 +214,8 @@ fn the_page_plays_the_avatar_live_with_its_voice() {
         let now = now_ms();
         let onset = onsets
             .into_iter()
-            .find(|&t| t > started + 1000.0 && now > t + 2000.0);
-        if let Some(onset) = onset.filter(|_| now > started + RATE_WINDOW_MS) {
+            .find(|&t| t > started + RATE_WINDOW_MS && now > t + 2000.0);
+        if let Some(onset) = onset {
             break onset;
         }
         assert!(

@@ -246,15 +246,10 @@ fn serve(stream: TcpStream, options: &Options) -> Result<(), String> {
     while reader.read_line(&mut line).map_err(|e| e.to_string())? > 2 {
         line.clear();
     }
-    let (status, body) = if request_line.starts_with("GET / ") {
-        ("200 OK", PAGE)
+    let (status, kind, body) = if request_line.starts_with("GET / ") {
+        ("200 OK", "text/html", PAGE)
     } else {
-        ("404 Not Found", "not found\n")
-    };
-    let kind = if body == PAGE {
-        "text/html"
-    } else {
-        "text/plain"
+        ("404 Not Found", "text/plain", "not found\n")
     };
     write!(
         stream,
@@ -297,11 +292,12 @@ struct Session {
 impl Session {
     fn run(mut ws: WebSocket, options: &Options) -> Result<(), String> {
         let (to_page, outbox) = mpsc::channel::<Value>();
-        let session = Session::start(options, to_page)?;
-        ws.get_ref()
+        let result = ws
+            .get_ref()
             .set_read_timeout(Some(Duration::from_millis(20)))
-            .map_err(|e| e.to_string())?;
-        let result = session.exchange(&mut ws, &outbox);
+            .map_err(|e| e.to_string())
+            .and_then(|()| Session::start(options, to_page))
+            .and_then(|session| session.exchange(&mut ws, &outbox));
         if let Err(err) = &result {
             ws.send(json!({"type": "error", "message": err}).to_string().into())
                 .ok();
@@ -339,6 +335,14 @@ impl Session {
             head.set_property_from_str(name, value);
         }
         let webrtc = pipeline.by_name("webrtc").ok_or("no webrtcbin")?;
+        // RTCP sender reports map RTP time to when it was captured, not sent: the face is sent
+        // before the voice held back for it, and a browser going by send times would show it late
+        if let Some(rtpbin) = webrtc
+            .downcast_ref::<gst::Bin>()
+            .and_then(|bin| bin.by_name("rtpbin"))
+        {
+            rtpbin.set_property("rtcp-sync-send-time", false);
+        }
         if let Some(stun) = &options.stun {
             webrtc.set_property("stun-server", stun);
         }

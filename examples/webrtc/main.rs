@@ -406,13 +406,7 @@ impl Session {
         let bus = self.pipeline.bus().ok_or("no bus")?;
         while let Some(message) = bus.pop() {
             match message.view() {
-                gst::MessageView::Error(e) => {
-                    return Err(format!(
-                        "{}: {}",
-                        e.src().map(|s| s.path_string()).unwrap_or_default(),
-                        e.error()
-                    ));
-                }
+                gst::MessageView::Error(e) => return Err(describe_error(e)),
                 gst::MessageView::Latency(_) => {
                     self.pipeline.recalculate_latency().ok();
                     self.delay_voice();
@@ -527,13 +521,15 @@ fn connect_signalling(webrtc: &gst::Element, to_page: mpsc::Sender<Value>) {
 fn pipeline_error(pipeline: &gst::Pipeline) -> Option<String> {
     let message = pipeline.bus()?.pop_filtered(&[gst::MessageType::Error])?;
     match message.view() {
-        gst::MessageView::Error(e) => Some(format!(
-            "{}: {}",
-            e.src().map(|s| s.path_string()).unwrap_or_default(),
-            e.error()
-        )),
+        gst::MessageView::Error(e) => Some(describe_error(e)),
         _ => None,
     }
+}
+
+/// An error message as "element path: error".
+fn describe_error(error: &gst::message::Error) -> String {
+    let source = error.src().map(|s| s.path_string()).unwrap_or_default();
+    format!("{source}: {}", error.error())
 }
 
 /// Pushes the speech into `appsrc` in real time: each 20 ms chunk, stamped with its running time,

@@ -995,6 +995,15 @@ impl Trained {
     }
 }
 
+/// Frames per second of an offline run (`--offline`) in a process of its own, with `properties`.
+fn offline_fps(properties: &[&str]) -> f64 {
+    let mut args = vec!["--offline"];
+    args.extend(properties);
+    let text = in_own_process(&args);
+    let (frames, seconds) = text.split_once(' ').unwrap();
+    frames.parse::<f64>().unwrap() / seconds.parse::<f64>().unwrap()
+}
+
 /// Runs this bench binary in a new process with `args`; its standard output.
 fn in_own_process(args: &[&str]) -> String {
     let output = std::process::Command::new(std::env::current_exe().unwrap())
@@ -1700,11 +1709,7 @@ pub fn run(smoke: bool) -> String {
         let mut fps_of = vec![Vec::new(); configurations.len()];
         for _ in 0..PROVIDER_ROUNDS {
             for (extra, fps_of) in configurations.iter().zip(&mut fps_of) {
-                let mut args = vec!["--offline"];
-                args.extend(*extra);
-                let text = in_own_process(&args);
-                let (frames, seconds) = text.split_once(' ').unwrap();
-                fps_of.push(frames.parse::<f64>().unwrap() / seconds.parse::<f64>().unwrap());
+                fps_of.push(offline_fps(extra));
             }
         }
         eprintln!("providers, frames/s by round: {fps_of:?}");
@@ -1819,11 +1824,7 @@ pub fn run(smoke: bool) -> String {
         for _ in 0..INT8_ROUNDS {
             for (int8, fps_of) in [false, true].into_iter().zip(&mut offline) {
                 let properties = trained.properties(int8);
-                let mut args = vec!["--offline"];
-                args.extend(properties.iter().map(String::as_str));
-                let text = in_own_process(&args);
-                let (frames, seconds) = text.split_once(' ').unwrap();
-                fps_of.push(frames.parse::<f64>().unwrap() / seconds.parse::<f64>().unwrap());
+                fps_of.push(offline_fps(&properties.each_ref().map(String::as_str)));
             }
         }
         let ratios: Vec<f64> = offline[1]

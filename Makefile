@@ -80,9 +80,10 @@ leakcheck: deps build
 	tools/leakcheck.sh
 
 # An architecture-exact SyncTalk_2D generator (unet_328 "ave"), trained on this CPU by distilling
-# the demo generator on the demo avatar (tools/train_generator.py; TRAIN_MINUTES, TRAIN_ARGS, e.g.
-# --resume), into target/trained-models/ with the audio encoder beside it: a real-weight model to
-# measure INT8 on. PyTorch comes from PyPI into its own virtualenv (several GB with its CUDA wheels).
+# the demo generator on the demo avatar, its last 20 minutes quantization-aware
+# (tools/train_generator.py; TRAIN_MINUTES, TRAIN_ARGS, e.g. --resume), into
+# target/trained-models/ with the audio encoder beside it: a real-weight model to measure INT8 on.
+# PyTorch comes from PyPI into its own virtualenv (several GB with its CUDA wheels).
 TRAIN_VENV := .venv-train
 TRAINED := target/trained-models
 TRAIN_MINUTES ?= 60

@@ -26,8 +26,9 @@
 //! 8. execution providers: the element offline through OpenVINO fp32 and bf16 against the CPU
 //!    provider, alternating, each run a process of its own; their quality over the crop boxes;
 //! 9. INT8: the generator of `make train-model` against the INT8 one `tools/quantize.py` made of
-//!    it: ONNX Runtime alone at batches 1-8, the element offline and live, and the element's
-//!    frames INT8 against fp32 over the crop boxes beside the quantizer's held-out PSNR.
+//!    it: ONNX Runtime alone at batches 1-8; the element offline and live (three live runs each,
+//!    alternating), INT8 on the CPU provider and through OpenVINO; and the element's frames INT8
+//!    against fp32 over the crop boxes beside the quantizer's held-out PSNR.
 //!
 //! The element's frames (I420, as the timed runs produce them) are checked bit-identical to the
 //! naive baseline's BGR frames converted by the same `GstVideoConverter`.
@@ -107,6 +108,17 @@ const PROVIDER_ROUNDS: usize = 3;
 const QUALITY_FRAMES: usize = 50;
 /// Rounds of the INT8 rows' alternating runs.
 const INT8_ROUNDS: usize = 3;
+/// What the INT8 rows run in the element: a name, whether the generator is the INT8 one, and
+/// other properties.
+const INT8_CONFIGURATIONS: [(&str, bool, &[&str]); 3] = [
+    ("fp32 (trained)", false, &[]),
+    ("INT8", true, &[]),
+    (
+        "INT8 through OpenVINO",
+        true,
+        &["execution-provider=openvino"],
+    ),
+];
 
 struct Setup {
     avatar: PathBuf,
@@ -820,8 +832,11 @@ fn main() {
         match mode {
             "--live" => {
                 let mouth = args.iter().any(|a| a == "--mouth");
-                let [what, setting, value, _] = live_row(&setup, smoke, &extra, mouth);
-                println!("{what} | {setting} | {value}");
+                let ([what, setting, value], inferred, r) = live_row(&setup, smoke, &extra, mouth);
+                println!(
+                    "{what} | {setting} | {value} | {inferred} {}",
+                    r.unwrap_or(f64::NAN)
+                );
             }
             "--offline" => {
                 let run = offline_run(&setup, &extra);
@@ -975,13 +990,15 @@ impl Trained {
         }
     }
 
-    /// The element's properties for the fp32 or the INT8 generator.
-    fn properties(&self, int8: bool) -> [String; 2] {
+    /// The element's properties for the fp32 or the INT8 generator, and `extra` ones.
+    fn properties(&self, int8: bool, extra: &[&str]) -> Vec<String> {
         let generator = if int8 { &self.int8 } else { &self.fp32 };
-        [
+        let mut properties = vec![
             format!("audio-encoder={}", self.encoder.display()),
             format!("generator={}", generator.display()),
-        ]
+        ];
+        properties.extend(extra.iter().map(|property| property.to_string()));
+        properties
     }
 
     /// The INT8 generator against the fp32 one over the crop boxes of the demo avatar, every
@@ -990,9 +1007,26 @@ impl Trained {
         let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo");
         let avatar = Avatar::load(&Source::Folder(demo.clone())).unwrap();
         let speech = demo.join("speech.wav");
-        let frames = |int8| first_frames(&speech, &self.properties(int8).join(" "), usize::MAX);
+        let frames =
+            |int8| first_frames(&speech, &self.properties(int8, &[]).join(" "), usize::MAX);
         crop_psnr(&avatar, &frames(true), &frames(false))
     }
+}
+
+/// Runs alternating round by round with `baseline`'s: "A frames/s against B (medians); by round
+/// r1×, r2×, …", and the median ratio.
+fn against_baseline(fps: &[f64], baseline: &[f64]) -> (String, f64) {
+    let ratios: Vec<f64> = fps.iter().zip(baseline).map(|(a, b)| a / b).collect();
+    let by_round: Vec<String> = ratios.iter().map(|r| format!("{r:.2}×")).collect();
+    (
+        format!(
+            "{:.2} frames/s against {:.2} (medians); by round {}",
+            median(fps),
+            median(baseline),
+            by_round.join(", ")
+        ),
+        median(&ratios),
+    )
 }
 
 /// Frames per second of an offline run (`--offline`) in a process of its own, with `properties`.
@@ -1167,7 +1201,13 @@ fn live_run(properties: &[(&str, String)], samples: &[f32], record: Option<&Path
 
 /// Row 6: the live run on the built-in avatar with `setup`'s models and `extra` properties (the
 /// smoke run: 2 s).
-fn live_row(setup: &Setup, smoke: bool, extra: &[(String, String)], mouth: bool) -> [String; 4] {
+/// Returns the row, the percentage of speech frames inferred and, with `mouth`, r.
+fn live_row(
+    setup: &Setup,
+    smoke: bool,
+    extra: &[(String, String)],
+    mouth: bool,
+) -> ([String; 3], f64, Option<f64>) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let clip = read_wav(&root.join("models/demo/speech.wav"));
     let samples: Vec<f32> = if smoke {
@@ -1187,7 +1227,7 @@ fn live_row(setup: &Setup, smoke: bool, extra: &[(String, String)], mouth: bool)
     let recording = setup.out.join("live.y4m");
     let run = live_run(&properties, &samples, mouth.then_some(recording.as_path()));
     // How the mouth follows the voice in what reached the sink (tools/measure_mouth.py).
-    let mouth = if mouth {
+    let mouth_r = mouth.then(|| {
         let speech = setup.out.join("live.wav");
         write_wav(&speech, &samples);
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -1204,13 +1244,8 @@ fn live_row(setup: &Setup, smoke: bool, extra: &[(String, String)], mouth: bool)
         assert!(output.status.success(), "measure_mouth.py: {output:?}");
         let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         std::fs::remove_file(&recording).ok();
-        format!(
-            "; mouth against the voice r = {:.2}",
-            result["pearson_r"].as_f64().unwrap()
-        )
-    } else {
-        String::new()
-    };
+        result["pearson_r"].as_f64().unwrap()
+    });
     let stats = &run.stats;
     eprintln!("live: {stats}");
     let count = |field: &str| stats.get::<u64>(field).unwrap();
@@ -1221,7 +1256,7 @@ fn live_row(setup: &Setup, smoke: bool, extra: &[(String, String)], mouth: bool)
     let (held, late) = (count("frames-held"), count("frames-late"));
     let speech = inferred + held + late;
     let share = |n: u64| 100.0 * n as f64 / speech as f64;
-    [
+    let row = [
         "6. live, real-time pace, built-in 640x360 avatar".into(),
         format!(
             "{:.0} s of audio in 20 ms buffers, {}, `queue ! fakesink sync=true`",
@@ -1247,9 +1282,11 @@ fn live_row(setup: &Setup, smoke: bool, extra: &[(String, String)], mouth: bool)
             run.late_at_sink,
             run.least_spare_ms,
             run.least_spare_at.nseconds() as f64 / 1e9
-        ) + &mouth,
-        String::new(),
-    ]
+        ) + &mouth_r.map_or(String::new(), |r| {
+            format!("; mouth against the voice r = {r:.2}")
+        }),
+    ];
+    (row, share(inferred), mouth_r)
 }
 
 /// Runs every measurement and returns the table (also written to `target/bench/`).
@@ -1646,15 +1683,15 @@ pub fn run(smoke: bool) -> String {
     // 6. Live, in a process of its own (but in the smoke test, whose binary is not this one):
     // after the runs above, this one's threads and memory are not a fresh element's.
     if smoke {
-        let [what, setting, value, ratio] = live_row(&setup, smoke, &[], false);
-        row(&what, setting, value, ratio);
+        let ([what, setting, value], ..) = live_row(&setup, smoke, &[], false);
+        row(&what, setting, value, String::new());
     } else {
         for args in [
             &["--live"][..],
             &["--live", OPENVINO_BF16[0], OPENVINO_BF16[1]],
         ] {
             let text = in_own_process(args);
-            let fields: Vec<&str> = text.splitn(3, " | ").collect();
+            let fields: Vec<&str> = text.split(" | ").collect();
             row(fields[0], fields[1].into(), fields[2].into(), String::new());
         }
     }
@@ -1713,10 +1750,8 @@ pub fn run(smoke: bool) -> String {
             }
         }
         eprintln!("providers, frames/s by round: {fps_of:?}");
-        let ratios =
-            |of: &[f64]| -> Vec<f64> { of.iter().zip(&fps_of[0]).map(|(a, b)| a / b).collect() };
         for (extra, of) in configurations.iter().zip(&fps_of).skip(1) {
-            let ratios = ratios(of);
+            let (result, ratio) = against_baseline(of, &fps_of[0]);
             row(
                 &format!("8. execution provider: {}", extra.join(" ")),
                 format!(
@@ -1724,17 +1759,8 @@ pub fn run(smoke: bool) -> String {
                      alternating with execution-provider=cpu, {PROVIDER_ROUNDS} rounds, each \
                      run a process of its own"
                 ),
-                format!(
-                    "{:.2} frames/s against {:.2} (medians); by round {}",
-                    median(of),
-                    median(&fps_of[0]),
-                    ratios
-                        .iter()
-                        .map(|r| format!("{r:.2}×"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                format!("{:.2}× cpu", median(&ratios)),
+                result,
+                format!("{ratio:.2}× cpu"),
             );
         }
         let text = in_own_process(&["--quality"]);
@@ -1820,50 +1846,74 @@ pub fn run(smoke: bool) -> String {
             format!("{:.2}× fp32", int8_best / fp32_best),
         );
 
-        let mut offline = [Vec::new(), Vec::new()];
+        // The element offline and live, each run a process of its own, the configurations
+        // alternating round after round.
+        let properties =
+            INT8_CONFIGURATIONS.map(|(_, int8, extra)| trained.properties(int8, extra));
+        fn arguments(properties: &[String]) -> Vec<&str> {
+            properties.iter().map(String::as_str).collect()
+        }
+        let mut offline = vec![Vec::new(); INT8_CONFIGURATIONS.len()];
         for _ in 0..INT8_ROUNDS {
-            for (int8, fps_of) in [false, true].into_iter().zip(&mut offline) {
-                let properties = trained.properties(int8);
-                fps_of.push(offline_fps(&properties.each_ref().map(String::as_str)));
+            for (properties, fps_of) in properties.iter().zip(&mut offline) {
+                fps_of.push(offline_fps(&arguments(properties)));
             }
         }
-        let ratios: Vec<f64> = offline[1]
-            .iter()
-            .zip(&offline[0])
-            .map(|(a, b)| a / b)
-            .collect();
-        row(
-            "9. INT8, the element offline",
-            format!(
-                "as in 2. at its defaults, every frame inferred, the trained models; alternating \
-                 with fp32, {INT8_ROUNDS} rounds, each run a process of its own"
-            ),
-            format!(
-                "{:.2} frames/s against {:.2} (medians); by round {}",
-                median(&offline[1]),
-                median(&offline[0]),
-                ratios
+        for ((name, _, extra), fps) in INT8_CONFIGURATIONS.iter().zip(&offline).skip(1) {
+            let (result, ratio) = against_baseline(fps, &offline[0]);
+            row(
+                &format!("9. {name}, the element offline"),
+                format!(
+                    "as in 2. at its defaults, every frame inferred, the trained models{}; \
+                     alternating with fp32, {INT8_ROUNDS} rounds, each run a process of its own",
+                    extra.iter().map(|p| format!(", {p}")).collect::<String>()
+                ),
+                result,
+                format!("{ratio:.2}× fp32"),
+            );
+        }
+
+        // Live: the share of speech frames inferred and r by run, and the last run's details.
+        let mut live = vec![Vec::new(); INT8_CONFIGURATIONS.len()];
+        for _ in 0..INT8_ROUNDS {
+            for (properties, runs) in properties.iter().zip(&mut live) {
+                let mut args = vec!["--live", "--mouth"];
+                args.extend(arguments(properties));
+                runs.push(in_own_process(&args));
+            }
+        }
+        for ((name, ..), runs) in INT8_CONFIGURATIONS.iter().zip(&live) {
+            let fields: Vec<Vec<&str>> = runs
+                .iter()
+                .map(|text| text.split(" | ").collect())
+                .collect();
+            let numbers: Vec<Vec<f64>> = fields
+                .iter()
+                .map(|fields| fields[3].split(' ').map(|n| n.parse().unwrap()).collect())
+                .collect();
+            let (shares, rs): (Vec<f64>, Vec<f64>) = numbers.iter().map(|n| (n[0], n[1])).unzip();
+            let by_run = |values: &[f64], precision: usize| {
+                values
                     .iter()
-                    .map(|r| format!("{r:.2}×"))
+                    .map(|v| format!("{v:.precision$}"))
                     .collect::<Vec<_>>()
                     .join(", ")
-            ),
-            format!("{:.2}× fp32", median(&ratios)),
-        );
-
-        for int8 in [false, true] {
-            let properties = trained.properties(int8);
-            let mut args = vec!["--live", "--mouth"];
-            args.extend(properties.iter().map(String::as_str));
-            let text = in_own_process(&args);
-            let fields: Vec<&str> = text.splitn(3, " | ").collect();
+            };
             row(
-                &format!(
-                    "9. {}, live, real-time pace, built-in 640x360 avatar",
-                    if int8 { "INT8" } else { "fp32 (trained)" }
+                &format!("9. {name}, live, real-time pace, built-in 640x360 avatar"),
+                format!(
+                    "{}; {INT8_ROUNDS} runs alternating with the other live rows of 9.",
+                    fields[0][1]
                 ),
-                fields[1].into(),
-                fields[2].into(),
+                format!(
+                    "median {:.1} % of speech frames inferred (by run {}), mouth against the \
+                     voice r = {:.2} (by run {}); the last run: {}",
+                    median(&shares),
+                    by_run(&shares, 1),
+                    median(&rs),
+                    by_run(&rs, 2),
+                    fields[INT8_ROUNDS - 1][2]
+                ),
                 String::new(),
             );
         }

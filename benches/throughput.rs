@@ -1200,8 +1200,8 @@ fn live_run(properties: &[(&str, String)], samples: &[f32], record: Option<&Path
 }
 
 /// Row 6: the live run on the built-in avatar with `setup`'s models and `extra` properties (the
-/// smoke run: 2 s).
-/// Returns the row, the percentage of speech frames inferred and, with `mouth`, r.
+/// smoke run: 2 s). Returns the row, the percentage of speech frames inferred and, with `mouth`,
+/// r.
 fn live_row(
     setup: &Setup,
     smoke: bool,
@@ -1887,11 +1887,13 @@ pub fn run(smoke: bool) -> String {
                 .iter()
                 .map(|text| text.split(" | ").collect())
                 .collect();
-            let numbers: Vec<Vec<f64>> = fields
+            let (shares, rs): (Vec<f64>, Vec<f64>) = fields
                 .iter()
-                .map(|fields| fields[3].split(' ').map(|n| n.parse().unwrap()).collect())
-                .collect();
-            let (shares, rs): (Vec<f64>, Vec<f64>) = numbers.iter().map(|n| (n[0], n[1])).unzip();
+                .map(|fields| {
+                    let (share, r) = fields[3].split_once(' ').unwrap();
+                    (share.parse::<f64>().unwrap(), r.parse::<f64>().unwrap())
+                })
+                .unzip();
             let by_run = |values: &[f64], precision: usize| {
                 values
                     .iter()
@@ -1912,7 +1914,7 @@ pub fn run(smoke: bool) -> String {
                     by_run(&shares, 1),
                     median(&rs),
                     by_run(&rs, 2),
-                    fields[INT8_ROUNDS - 1][2]
+                    fields.last().unwrap()[2]
                 ),
                 String::new(),
             );
